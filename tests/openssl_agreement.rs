@@ -270,7 +270,7 @@ fn inspect_agrees_with_openssl_on_fresh_random_certificates() {
             .collect();
         let name = format!("leaf{i}");
         let key = *rng.pick(&keys);
-        let serial = format!("{:x}{:08x}", 1 + rng.next() % 255, rng.next());
+        let serial = format!("{:02x}{:08x}", 1 + rng.next() % 127, rng.next());
         run(&[
             "leaf",
             d,
