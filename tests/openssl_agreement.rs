@@ -1,6 +1,11 @@
 //! `cert` agrees with OpenSSL, the tool operators use, on every fact it reports: on the
 //! committed fixtures and on certificates generated fresh for this run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

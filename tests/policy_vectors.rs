@@ -1,5 +1,10 @@
 //! Policy vectors over OpenSSL-made certificates, natively.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod common {
     pub mod vectors;
 }

@@ -1,6 +1,11 @@
 //! The same policy vectors, inside a WebAssembly engine (wasm32-unknown-unknown under
 //! Node.js): the filter runs 32-bit, so its decisions must not differ there.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![cfg(target_arch = "wasm32")]
 
 mod common {

@@ -1,0 +1,578 @@
+//! The filter's flow, host-independent: read what the upstream presented, evaluate the
+//! route's policy, strip and stamp headers, count, and reject in enforce mode. Decisions
+//! come from `policy`; host access goes through [`Host`].
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use crate::cert::{self, PeerCert};
+use crate::config::{self, Config, Policy};
+use crate::host::{Host, Level};
+use crate::metrics::{self, Kind};
+use crate::policy::{evaluate, Action, Presented, Reason, Verdict};
+use crate::timefmt::format_rfc3339;
+
+pub const NAME: &str = "mtls_guard";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+const COMPAT_DOC: &str = "see README.md#compatibility";
+
+// Property paths. Envoy: https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/advanced/attributes
+const ENVOY_CERT: &[&str] = &["upstream", "peer_certificate"];
+const ENVOY_DIGEST: &[&str] = &["upstream", "sha256_peer_certificate_digest"];
+const ENVOY_FAILURE: &[&str] = &["upstream", "transport_failure_reason"];
+const ENVOY_UPSTREAM_ADDRESS: &[&str] = &["upstream", "address"];
+const ENVOY_ROUTE: &[&str] = &["xds", "route_name"];
+// Kong: nginx variables through ngx_wasm_module; the certificate one needs
+// lua-kong-nginx-module 0.17.0+.
+const KONG_CERT: &[&str] = &["ngx", "kong_upstream_ssl_server_raw_cert"];
+const KONG_SCHEME: &[&str] = &["ngx", "upstream_scheme"];
+const KONG_ROUTE: &[&str] = &["kong", "route_name"];
+
+/// Which proxy we run in, decided once per worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    Envoy,
+    Kong,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Digest([u8; 32]),
+    Pem(Vec<u8>),
+}
+
+/// A certificate's facts plus the header values derived from them, computed once.
+#[derive(Debug)]
+pub struct CertFacts {
+    pub cert: PeerCert,
+    sha256: String,
+    spki: String,
+    serial: String,
+    not_after: String,
+}
+
+impl CertFacts {
+    fn new(cert: PeerCert) -> Self {
+        CertFacts {
+            sha256: cert.sha256_hex(),
+            spki: cert.spki_pin(),
+            serial: cert.serial_hex(),
+            not_after: format_rfc3339(cert.not_after),
+            cert,
+        }
+    }
+}
+
+type Parsed = Result<Rc<CertFacts>, cert::CertError>;
+
+/// Bounded per-worker cache of parsed certificates (FIFO eviction). Parse failures are
+/// cached too, so a broken certificate costs one parse, not one per response.
+#[derive(Default)]
+pub struct CertCache {
+    map: HashMap<CacheKey, Parsed>,
+    order: VecDeque<CacheKey>,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl CertCache {
+    fn get_or_parse(
+        &mut self,
+        key: CacheKey,
+        capacity: usize,
+        pem: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Parsed> {
+        if let Some(hit) = self.map.get(&key) {
+            self.hits += 1;
+            return Some(hit.clone());
+        }
+        self.misses += 1;
+        let parsed: Parsed = cert::parse(&pem()?).map(|c| Rc::new(CertFacts::new(c)));
+        if capacity > 0 {
+            while self.order.len() >= capacity {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.map.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.order.push_back(key.clone());
+            self.map.insert(key, parsed.clone());
+        }
+        Some(parsed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// State shared by every filter instance of one VM (one worker).
+#[derive(Default)]
+pub struct Worker {
+    pub cache: CertCache,
+    pub host: Option<HostKind>,
+    warned_no_source: bool,
+    warned_send_failed: bool,
+    warned_metric_failed: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+enum Slot {
+    #[default]
+    Unset,
+    Id(u32),
+    Failed,
+}
+
+/// Per-policy names and metric ids, computed at configure time or on first use.
+struct RouteState {
+    h_subject: String,
+    h_issuer: String,
+    h_sha256: String,
+    h_spki: String,
+    h_serial: String,
+    h_not_after: String,
+    h_spiffe: String,
+    h_verify: String,
+    checks: [Slot; metrics::CHECK_SLOTS],
+    pins: Vec<Slot>,
+    not_after: Slot,
+    no_source: Slot,
+}
+
+impl RouteState {
+    fn new(p: &Policy) -> Self {
+        let h = |s: &str| format!("{}{s}", p.header_prefix);
+        RouteState {
+            h_subject: h("cert-subject"),
+            h_issuer: h("cert-issuer"),
+            h_sha256: h("cert-sha256"),
+            h_spki: h("cert-spki-sha256"),
+            h_serial: h("cert-serial"),
+            h_not_after: h("cert-not-after"),
+            h_spiffe: h("spiffe-id"),
+            h_verify: h("verify"),
+            checks: [Slot::Unset; metrics::CHECK_SLOTS],
+            pins: vec![Slot::Unset; p.pins.len()],
+            not_after: Slot::Unset,
+            no_source: Slot::Unset,
+        }
+    }
+}
+
+/// One configured filter instance (one root context).
+pub struct Instance {
+    pub config: Config,
+    default_state: RouteState,
+    route_states: HashMap<String, RouteState>,
+}
+
+/// What the host callback should return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// A local reply was sent; stop processing the upstream's response.
+    Pause,
+}
+
+/// The result of one check, for tests and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub route_label: String,
+    pub action: Action,
+    pub reasons: Vec<Reason>,
+    pub matched_pin: Option<String>,
+}
+
+fn log_prefix() -> String {
+    format!("{NAME} {VERSION}")
+}
+
+/// Parses the plugin configuration; logs warnings and, on failure, the error with its
+/// JSON path. The host refuses the configuration when this returns `None`.
+pub fn configure<H: Host>(host: &H) -> Option<Instance> {
+    let bytes = match host.plugin_config() {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => {
+            host.log(
+                Level::Error,
+                &format!(
+                    "{}: cannot read the filter configuration: {e}",
+                    log_prefix()
+                ),
+            );
+            return None;
+        }
+    };
+    match config::parse(&bytes, host.now()) {
+        Ok((config, warnings)) => {
+            for w in &warnings {
+                host.log(
+                    Level::Warn,
+                    &format!("{}: configuration warning: {w}", log_prefix()),
+                );
+            }
+            let default_state = RouteState::new(&config.default);
+            let route_states = config
+                .routes
+                .iter()
+                .map(|(k, p)| (k.clone(), RouteState::new(p)))
+                .collect();
+            host.log(
+                Level::Info,
+                &format!(
+                    "{}: configured: mode {}, {} route override(s), cache {} entries",
+                    log_prefix(),
+                    config.default.mode.as_str(),
+                    config.routes.len(),
+                    config.cache_entries
+                ),
+            );
+            Some(Instance {
+                config,
+                default_state,
+                route_states,
+            })
+        }
+        Err(e) => {
+            host.log(
+                Level::Error,
+                &format!("{}: invalid configuration: {e}", log_prefix()),
+            );
+            None
+        }
+    }
+}
+
+fn non_empty(v: Result<Option<Vec<u8>>, crate::host::HostError>) -> Option<Vec<u8>> {
+    v.ok().flatten().filter(|b| !b.is_empty())
+}
+
+fn hex32(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let s = core::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+enum Seen {
+    Cert(Rc<CertFacts>),
+    Unparseable(cert::CertError),
+    Missing,
+    SourceUnavailable,
+    HandshakeFailed,
+    /// No upstream was involved (e.g. the proxy's own local reply): nothing to judge.
+    NoUpstream,
+}
+
+fn detect_host<H: Host>(host: &H, worker: &mut Worker) -> HostKind {
+    if let Some(k) = worker.host {
+        return k;
+    }
+    // Kong's nginx template always sets $upstream_scheme; Envoy has no `ngx` properties.
+    let kind = if non_empty(host.property(KONG_SCHEME)).is_some() {
+        HostKind::Kong
+    } else {
+        HostKind::Envoy
+    };
+    worker.host = Some(kind);
+    kind
+}
+
+fn read_presented<H: Host>(host: &H, worker: &mut Worker, capacity: usize) -> Seen {
+    let parsed = |r: Parsed| match r {
+        Ok(f) => Seen::Cert(f),
+        Err(e) => Seen::Unparseable(e),
+    };
+    match detect_host(host, worker) {
+        HostKind::Envoy => {
+            if let Some(key) = non_empty(host.property(ENVOY_DIGEST))
+                .as_deref()
+                .and_then(hex32)
+            {
+                let fetched = worker
+                    .cache
+                    .get_or_parse(CacheKey::Digest(key), capacity, || {
+                        non_empty(host.property(ENVOY_CERT))
+                    });
+                if let Some(r) = fetched {
+                    return parsed(r);
+                }
+            } else if let Some(pem) = non_empty(host.property(ENVOY_CERT)) {
+                let key = CacheKey::Pem(pem.clone());
+                if let Some(r) = worker.cache.get_or_parse(key, capacity, || Some(pem)) {
+                    return parsed(r);
+                }
+            }
+            if non_empty(host.property(ENVOY_FAILURE)).is_some() {
+                return Seen::HandshakeFailed;
+            }
+            if non_empty(host.property(ENVOY_UPSTREAM_ADDRESS)).is_none() {
+                return Seen::NoUpstream;
+            }
+            Seen::Missing
+        }
+        HostKind::Kong => {
+            let pem = non_empty(host.property(KONG_CERT))
+                .or_else(|| non_empty(host.property(ENVOY_CERT)));
+            if let Some(pem) = pem {
+                let key = CacheKey::Pem(pem.clone());
+                if let Some(r) = worker.cache.get_or_parse(key, capacity, || Some(pem)) {
+                    return parsed(r);
+                }
+            }
+            match non_empty(host.property(KONG_SCHEME)).as_deref() {
+                Some(b"https") => Seen::SourceUnavailable,
+                _ => Seen::Missing,
+            }
+        }
+    }
+}
+
+fn route_name<H: Host>(host: &H, kind: HostKind) -> Option<String> {
+    let path = match kind {
+        HostKind::Envoy => ENVOY_ROUTE,
+        HostKind::Kong => KONG_ROUTE,
+    };
+    non_empty(host.property(path)).and_then(|b| String::from_utf8(b).ok())
+}
+
+impl Instance {
+    fn metric_id<H: Host>(
+        host: &H,
+        worker: &mut Worker,
+        slot: &mut Slot,
+        kind: Kind,
+        name: impl FnOnce() -> String,
+    ) -> Option<u32> {
+        match *slot {
+            Slot::Id(id) => Some(id),
+            Slot::Failed => None,
+            Slot::Unset => {
+                let name = name();
+                match host.define_metric(kind, &name) {
+                    Ok(id) => {
+                        *slot = Slot::Id(id);
+                        Some(id)
+                    }
+                    Err(e) => {
+                        *slot = Slot::Failed;
+                        if !worker.warned_metric_failed {
+                            worker.warned_metric_failed = true;
+                            host.log(
+                                Level::Warn,
+                                &format!(
+                                    "{}: cannot define metric {name}: {e}; metrics are incomplete",
+                                    log_prefix()
+                                ),
+                            );
+                        }
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the response-headers phase of one response.
+    pub fn on_response_headers<H: Host>(
+        &mut self,
+        host: &H,
+        worker: &mut Worker,
+    ) -> (Flow, Option<Checked>) {
+        let now = host.now();
+        let seen = read_presented(host, worker, self.config.cache_entries);
+        if matches!(seen, Seen::NoUpstream) {
+            return (Flow::Continue, None);
+        }
+        let kind = worker.host.unwrap_or(HostKind::Envoy);
+        let route = if self.config.routes.is_empty() {
+            None
+        } else {
+            route_name(host, kind)
+        };
+        let (policy, state) = match route
+            .as_deref()
+            .and_then(|r| self.config.routes.get(r).zip(self.route_states.get_mut(r)))
+        {
+            Some(pair) => pair,
+            None => (&self.config.default, &mut self.default_state),
+        };
+
+        let presented = match &seen {
+            Seen::Cert(f) => Presented::Cert(&f.cert),
+            Seen::Unparseable(_) => Presented::Unparseable,
+            Seen::HandshakeFailed => Presented::HandshakeFailed,
+            Seen::Missing | Seen::SourceUnavailable | Seen::NoUpstream => Presented::Missing,
+        };
+        let verdict = evaluate(policy, presented, now);
+        let action = verdict.action();
+
+        if let Seen::SourceUnavailable = seen {
+            if !worker.warned_no_source {
+                worker.warned_no_source = true;
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "{}: this Kong does not expose the upstream certificate to filters (needs lua-kong-nginx-module 0.17.0+); require_certificate={} applies; {COMPAT_DOC}",
+                        log_prefix(),
+                        policy.require_certificate
+                    ),
+                );
+            }
+            let label = &policy.route_label;
+            if let Some(id) =
+                Self::metric_id(host, worker, &mut state.no_source, Kind::Counter, || {
+                    metrics::no_cert_source(label)
+                })
+            {
+                let _ = host.increment_metric(id, 1);
+            }
+        }
+        if let Seen::Unparseable(e) = &seen {
+            host.log(
+                Level::Debug,
+                &format!("{}: unparseable upstream certificate: {e}", log_prefix()),
+            );
+        }
+
+        // Metrics.
+        let primary = verdict.reasons.primary();
+        let label = &policy.route_label;
+        let slot = metrics::check_slot(action, primary);
+        if let Some(s) = state.checks.get_mut(slot) {
+            if let Some(id) = Self::metric_id(host, worker, s, Kind::Counter, || {
+                metrics::checks(label, action, primary)
+            }) {
+                let _ = host.increment_metric(id, 1);
+            }
+        }
+        if let (Some(i), Some(pin)) = (
+            verdict.matched_pin,
+            verdict.matched_pin.and_then(|i| policy.pins.get(i)),
+        ) {
+            if let Some(s) = state.pins.get_mut(i) {
+                if let Some(id) = Self::metric_id(host, worker, s, Kind::Counter, || {
+                    metrics::pin_matches(label, &pin.id)
+                }) {
+                    let _ = host.increment_metric(id, 1);
+                }
+            }
+        }
+        if let Seen::Cert(f) = &seen {
+            if let Some(id) =
+                Self::metric_id(host, worker, &mut state.not_after, Kind::Gauge, || {
+                    metrics::cert_not_after(label)
+                })
+            {
+                let _ = host.record_metric(id, u64::try_from(f.cert.not_after).unwrap_or(0));
+            }
+        }
+
+        // Headers: drop every prefixed header the upstream sent, then stamp ours.
+        if let Ok(headers) = host.response_headers() {
+            let prefix = policy.header_prefix.as_str();
+            for (name, _) in headers {
+                if name.len() >= prefix.len()
+                    && name
+                        .get(..prefix.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+                {
+                    let _ = host.remove_response_header(&name);
+                }
+            }
+        }
+        let verify = verify_value(&verdict);
+        if policy.stamp_headers {
+            if let Seen::Cert(f) = &seen {
+                let c = &f.cert;
+                let _ = host.set_response_header(&state.h_subject, &c.subject_text);
+                let _ = host.set_response_header(&state.h_issuer, &c.issuer_text);
+                let _ = host.set_response_header(&state.h_sha256, &f.sha256);
+                let _ = host.set_response_header(&state.h_spki, &f.spki);
+                let _ = host.set_response_header(&state.h_serial, &f.serial);
+                let _ = host.set_response_header(&state.h_not_after, &f.not_after);
+                if let Some(id) = c
+                    .spiffe_id
+                    .as_deref()
+                    .filter(|s| s.bytes().all(|b| (0x21..0x7f).contains(&b)))
+                {
+                    let _ = host.set_response_header(&state.h_spiffe, id);
+                }
+            }
+            let _ = host.set_response_header(&state.h_verify, &verify);
+        }
+
+        let checked = Checked {
+            route_label: policy.route_label.clone(),
+            action,
+            reasons: verdict.reasons.iter().collect(),
+            matched_pin: verdict
+                .matched_pin
+                .and_then(|i| policy.pins.get(i))
+                .map(|p| p.id.clone()),
+        };
+        if action != Action::Pass {
+            host.log(
+                Level::Debug,
+                &format!(
+                    "{}: route {} {}: {}",
+                    log_prefix(),
+                    policy.route_label,
+                    action.as_str(),
+                    verify
+                ),
+            );
+        }
+
+        // The host already answered with its own local reply: never send a second one.
+        let host_replied = matches!(seen, Seen::HandshakeFailed);
+        if action == Action::Rejected && !host_replied {
+            let reason = primary.map_or("unknown", Reason::as_str);
+            let body = format!(
+                "{{\"message\":\"upstream certificate rejected\",\"reason\":\"{reason}\"}}"
+            );
+            // ngx_wasm_module ignores the headers argument of a local response sent in the
+            // response phase, so set them through the header calls as well.
+            let _ = host.set_response_header("content-type", "application/json");
+            let _ = host.set_response_header(&state.h_verify, &verify);
+            let headers = [
+                ("content-type", "application/json"),
+                (state.h_verify.as_str(), verify.as_str()),
+            ];
+            match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
+                Ok(()) => return (Flow::Pause, Some(checked)),
+                Err(e) => {
+                    if !worker.warned_send_failed {
+                        worker.warned_send_failed = true;
+                        host.log(
+                            Level::Error,
+                            &format!("{}: cannot replace the upstream response ({e}); rejections are only marked; {COMPAT_DOC}", log_prefix()),
+                        );
+                    }
+                }
+            }
+        }
+        (Flow::Continue, Some(checked))
+    }
+}
+
+/// The `verify` header value, after nginx's `$ssl_client_verify` convention.
+pub fn verify_value(v: &Verdict) -> String {
+    match v.reasons.primary() {
+        None if v.no_certificate_allowed => "NONE".into(),
+        None => "SUCCESS".into(),
+        Some(r) => format!("FAILED:{}", r.as_str()),
+    }
+}
