@@ -64,6 +64,9 @@ test-native:
 test-wasm: setup-rust
 	$(CARGO) test --target wasm32-unknown-unknown --test wasm_vectors
 
+demo: setup build
+	@$(CARGO) run --quiet --example demo
+
 spec: build setup-envoy
 	$(CARGO) test --test envoy_filter -- --test-threads 2
 

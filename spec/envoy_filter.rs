@@ -371,3 +371,51 @@ fn envoy_refuses_an_invalid_filter_config_naming_the_json_path() {
         "Envoy log does not carry the filter's error:\n{log}"
     );
 }
+
+#[test]
+fn shipped_envoy_example_is_accepted_by_envoy_and_decodes_the_metric_names() {
+    let text = std::fs::read_to_string(root().join("envoy/envoy-example.yaml")).unwrap();
+    for (tag, regex) in mtls_guard::metrics::ENVOY_STATS_TAGS {
+        assert!(
+            text.contains(&format!("- tag_name: {tag}\n    regex: '{regex}'")),
+            "envoy-example.yaml lacks the {tag} tag regex"
+        );
+    }
+    // The filter configuration embedded in the example is one the filter accepts.
+    let start = text.find("value: |").unwrap() + "value: |".len();
+    let end = text[start..]
+        .find("- name: envoy.filters.http.router")
+        .unwrap()
+        + start;
+    let embedded = &text[start..end];
+    if let Err(e) = mtls_guard::config::parse(embedded.as_bytes(), 1_800_000_000) {
+        panic!("the example's filter config is refused: {e}\n{embedded}");
+    }
+    let w = world("example");
+    let files = [
+        ("/etc/mtls-guard/mtls_guard.wasm", wasm_path()),
+        ("/etc/mtls-guard/gateway.pem", w.pki.cert("gateway")),
+        ("/etc/mtls-guard/gateway-key.pem", w.pki.key("gateway")),
+        ("/etc/mtls-guard/ca.pem", w.pki.cert("ca")),
+    ];
+    let mut local = text.clone();
+    for (placeholder, real) in &files {
+        local = local.replace(placeholder, real.to_str().unwrap());
+    }
+    let path = w.dir.join("envoy-example.yaml");
+    std::fs::write(&path, local).unwrap();
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "envoy --mode validate refused the example:\n{all}"
+    );
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::dn::{self, Dn};
 use crate::timefmt::parse_rfc3339;
 
-/// Default per-worker certificate cache size (entries).
+/// Default per-worker certificate cache size (entries); 0 disables the cache.
 pub const DEFAULT_CACHE_ENTRIES: usize = 256;
 /// Upper bound for `cache_entries`.
 pub const MAX_CACHE_ENTRIES: usize = 65_536;
@@ -271,11 +271,11 @@ pub fn validate(
 ) -> Result<Config, ConfigError> {
     let cache_entries = match raw.cache_entries {
         None => DEFAULT_CACHE_ENTRIES,
-        Some(n) if (1..=MAX_CACHE_ENTRIES).contains(&n) => n,
+        Some(n) if n <= MAX_CACHE_ENTRIES => n,
         Some(n) => {
             return err(
                 "$.cache_entries",
-                format!("must be between 1 and {MAX_CACHE_ENTRIES}, got {n}"),
+                format!("must be between 0 (no cache) and {MAX_CACHE_ENTRIES}, got {n}"),
             )
         }
     };
@@ -988,7 +988,11 @@ mod tests {
                 "$.route_label",
                 "must match",
             ),
-            (r#"{"cache_entries":0}"#, "$.cache_entries", "between 1 and"),
+            (
+                r#"{"cache_entries":100000}"#,
+                "$.cache_entries",
+                "between 0 (no cache) and",
+            ),
             (
                 r#"{"routes":{"r1":{"mode":"x"}}}"#,
                 "$.routes.r1.mode",

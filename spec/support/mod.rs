@@ -227,17 +227,32 @@ pub fn bootstrap(
     filter_config: &Value,
     failure_policy: &str,
 ) -> Value {
+    let prefixed: Vec<(String, String, String)> = routes
+        .iter()
+        .map(|r| (r.name.clone(), format!("/{}/", r.name), r.cluster.clone()))
+        .collect();
+    bootstrap_with_prefixes(clusters, &prefixed, filter_config, failure_policy)
+}
+
+/// Like [`bootstrap`], with routes given as (route name, path prefix, cluster); several
+/// entries may share a route name (and so a policy and a metrics label).
+pub fn bootstrap_with_prefixes(
+    clusters: &[Cluster],
+    routes: &[(String, String, String)],
+    filter_config: &Value,
+    failure_policy: &str,
+) -> Value {
     let stats_tags: Vec<Value> = mtls_guard::metrics::ENVOY_STATS_TAGS
         .iter()
         .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
         .collect();
     let routes: Vec<Value> = routes
         .iter()
-        .map(|r| {
+        .map(|(name, prefix, cluster)| {
             json!({
-                "name": r.name,
-                "match": {"prefix": format!("/{}/", r.name)},
-                "route": {"cluster": r.cluster, "timeout": "5s"}
+                "name": name,
+                "match": {"prefix": prefix},
+                "route": {"cluster": cluster, "timeout": "5s"}
             })
         })
         .collect();
