@@ -38,6 +38,10 @@ pub struct RawConfig {
     pub deny_status: Option<u16>,
     pub route_label: Option<String>,
     pub pin_expiry_warning_days: Option<u32>,
+    pub enforce_percent: Option<u8>,
+    pub request_id_header: Option<String>,
+    pub quarantine_seconds: Option<u32>,
+    pub shadow: Option<Box<RawConfig>>,
     /// Top level only.
     pub cache_entries: Option<usize>,
     /// Top level only.
@@ -176,6 +180,15 @@ pub struct Policy {
     pub deny_status: u16,
     /// Bounded label value for metrics: `[A-Za-z0-9_-]{1,64}`.
     pub route_label: String,
+    /// Share (0-100) of failing responses rejected in enforce mode; the rest are reported.
+    pub enforce_percent: u8,
+    /// Lower-case request header carrying the id that buckets requests for the canary.
+    pub request_id_header: String,
+    /// After a rejection, reject the route's requests before they reach the upstream
+    /// for this long (0: off).
+    pub quarantine_seconds: u32,
+    /// Candidate policy evaluated beside this one; never changes the response.
+    pub shadow: Option<Box<Policy>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +349,13 @@ fn merge(base: &RawConfig, route: &RawConfig) -> RawConfig {
         pin_expiry_warning_days: route
             .pin_expiry_warning_days
             .or(base.pin_expiry_warning_days),
+        enforce_percent: route.enforce_percent.or(base.enforce_percent),
+        request_id_header: route
+            .request_id_header
+            .clone()
+            .or_else(|| base.request_id_header.clone()),
+        quarantine_seconds: route.quarantine_seconds.or(base.quarantine_seconds),
+        shadow: route.shadow.clone().or_else(|| base.shadow.clone()),
         cache_entries: None,
         routes: None,
     }
@@ -778,6 +798,63 @@ fn validate_policy(
         }
     }
 
+    let enforce_percent = raw.enforce_percent.unwrap_or(100);
+    if enforce_percent > 100 {
+        return err(
+            at("enforce_percent"),
+            format!("must be between 0 and 100, got {enforce_percent}"),
+        );
+    }
+    let request_id_header = raw
+        .request_id_header
+        .clone()
+        .unwrap_or_else(|| "x-request-id".into());
+    let header_ok = !request_id_header.is_empty()
+        && request_id_header.len() <= 64
+        && request_id_header
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !header_ok {
+        return err(
+            at("request_id_header"),
+            format!("must be a lower-case header name, got \"{request_id_header}\""),
+        );
+    }
+    let quarantine_seconds = raw.quarantine_seconds.unwrap_or(0);
+    if quarantine_seconds > 86_400 {
+        return err(
+            at("quarantine_seconds"),
+            format!("must be at most 86400 (one day), got {quarantine_seconds}"),
+        );
+    }
+    let shadow = match &raw.shadow {
+        None => None,
+        Some(sh) => {
+            let spath = at("shadow");
+            let inert: [(&str, bool); 10] = [
+                ("mode", sh.mode.is_some()),
+                ("enforce_percent", sh.enforce_percent.is_some()),
+                ("request_id_header", sh.request_id_header.is_some()),
+                ("quarantine_seconds", sh.quarantine_seconds.is_some()),
+                ("headers", sh.headers.is_some()),
+                ("deny_status", sh.deny_status.is_some()),
+                ("route_label", sh.route_label.is_some()),
+                ("shadow", sh.shadow.is_some()),
+                ("routes", sh.routes.is_some()),
+                ("cache_entries", sh.cache_entries.is_some()),
+            ];
+            if let Some((key, _)) = inert.iter().find(|(_, set)| *set) {
+                return err(
+                    format!("{spath}.{key}"),
+                    "has no effect in a shadow policy (it only decides pass or fail)",
+                );
+            }
+            let mut shadow_warnings = Vec::new();
+            let policy = validate_policy(sh, &spath, route_name, now, &mut shadow_warnings)?;
+            Some(Box::new(policy))
+        }
+    };
+
     Ok(Policy {
         mode,
         require_certificate: raw.require_certificate.unwrap_or(true),
@@ -794,6 +871,10 @@ fn validate_policy(
         header_prefix,
         deny_status,
         route_label,
+        enforce_percent,
+        request_id_header,
+        quarantine_seconds,
+        shadow,
     })
 }
 
@@ -1006,6 +1087,41 @@ mod tests {
             (
                 r#"{"routes":{"r1":{"pins":[{"id":"a","spki_sha256":"short"}]}}}"#,
                 "$.routes.r1.pins[0].spki_sha256",
+                "must",
+            ),
+            (
+                r#"{"enforce_percent":101}"#,
+                "$.enforce_percent",
+                "between 0 and 100",
+            ),
+            (
+                r#"{"enforce_percent":-1}"#,
+                "$.enforce_percent",
+                "invalid value",
+            ),
+            (
+                r#"{"request_id_header":"X-Id"}"#,
+                "$.request_id_header",
+                "lower-case header name",
+            ),
+            (
+                r#"{"quarantine_seconds":90000}"#,
+                "$.quarantine_seconds",
+                "at most 86400",
+            ),
+            (
+                r#"{"shadow":{"mode":"report"}}"#,
+                "$.shadow.mode",
+                "no effect in a shadow policy",
+            ),
+            (
+                r#"{"routes":{"r":{"shadow":{"shadow":{}}}}}"#,
+                "$.routes.r.shadow.shadow",
+                "no effect",
+            ),
+            (
+                r#"{"shadow":{"pins":[{"id":"a","spki_sha256":"x"}]}}"#,
+                "$.shadow.pins[0].spki_sha256",
                 "must",
             ),
             (r#"{"mode":"enforce",}"#, "$", "trailing comma"),

@@ -9,7 +9,7 @@ use crate::cert::{self, PeerCert};
 use crate::config::{self, Config, Policy};
 use crate::host::{Host, Level};
 use crate::metrics::{self, Kind};
-use crate::policy::{evaluate, Action, Presented, Reason, Verdict};
+use crate::policy::{action_for, evaluate, Action, Presented, Reason, Verdict};
 use crate::timefmt::format_rfc3339;
 
 pub const NAME: &str = "mtls_guard";
@@ -144,6 +144,20 @@ struct RouteState {
     pins: Vec<Slot>,
     not_after: Slot,
     no_source: Slot,
+    /// [live passed, shadow passed]
+    shadow_disagreements: [Slot; 2],
+    quarantine_rejections: Slot,
+    quarantine: Option<Quarantine>,
+}
+
+/// Quarantine of one route on one worker (`quarantine_seconds`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quarantine {
+    /// Requests are rejected before reaching the upstream until `until`.
+    Until { until: i64, reason: Reason },
+    /// The window lapsed and one probe request went through at `since`; others are
+    /// rejected until its response is judged (or another window passes without one).
+    Probing { since: i64, reason: Reason },
 }
 
 impl RouteState {
@@ -162,6 +176,9 @@ impl RouteState {
             pins: vec![Slot::Unset; p.pins.len()],
             not_after: Slot::Unset,
             no_source: Slot::Unset,
+            shadow_disagreements: [Slot::Unset; 2],
+            quarantine_rejections: Slot::Unset,
+            quarantine: None,
         }
     }
 }
@@ -171,6 +188,18 @@ pub struct Instance {
     pub config: Config,
     default_state: RouteState,
     route_states: HashMap<String, RouteState>,
+    /// Some policy needs the request phase (canary share or quarantine).
+    needs_request_phase: bool,
+}
+
+/// What one HTTP stream remembers between its request and response phases.
+#[derive(Clone, Debug, Default)]
+pub struct StreamState {
+    pub request_id: Option<Vec<u8>>,
+    /// This request is the quarantine probe of its route.
+    pub probe: bool,
+    /// The response was already handled (our own local reply may pass through again).
+    pub done: bool,
 }
 
 /// What the host callback should return.
@@ -234,10 +263,14 @@ pub fn configure<H: Host>(host: &H) -> Option<Instance> {
                     config.cache_entries
                 ),
             );
+            let needs_request_phase = config
+                .policies()
+                .any(|p| p.quarantine_seconds > 0 || (1..100).contains(&p.enforce_percent));
             Some(Instance {
                 config,
                 default_state,
                 route_states,
+                needs_request_phase,
             })
         }
         Err(e) => {
@@ -385,30 +418,110 @@ impl Instance {
         }
     }
 
+    /// The policy and per-worker state for a host route name.
+    fn select(&mut self, route: Option<&str>) -> (&Policy, &mut RouteState) {
+        match route.and_then(|r| self.config.routes.get(r).zip(self.route_states.get_mut(r))) {
+            Some(pair) => pair,
+            None => (&self.config.default, &mut self.default_state),
+        }
+    }
+
+    fn current_route<H: Host>(&self, host: &H, worker: &Worker) -> Option<String> {
+        if self.config.routes.is_empty() {
+            return None;
+        }
+        route_name(host, worker.host.unwrap_or(HostKind::Envoy))
+    }
+
+    /// Handles the request-headers phase: remembers the request id for the canary and
+    /// rejects requests to a quarantined route before they reach the upstream.
+    pub fn on_request_headers<H: Host>(
+        &mut self,
+        host: &H,
+        worker: &mut Worker,
+        stream: &mut StreamState,
+    ) -> Flow {
+        if !self.needs_request_phase {
+            return Flow::Continue;
+        }
+        let now = host.now();
+        let route = self.current_route(host, worker);
+        let (policy, state) = self.select(route.as_deref());
+        if (1..100).contains(&policy.enforce_percent) {
+            stream.request_id = host
+                .request_header(&policy.request_id_header)
+                .ok()
+                .flatten()
+                .map(String::into_bytes)
+                .or_else(|| non_empty(host.property(&["ngx", "request_id"])));
+        }
+        let q = i64::from(policy.quarantine_seconds);
+        let reason = match state.quarantine {
+            None => return Flow::Continue,
+            Some(Quarantine::Until { until, reason }) if now < until => reason,
+            Some(Quarantine::Probing { since, reason }) if now < since + q => reason,
+            Some(Quarantine::Until { reason, .. } | Quarantine::Probing { reason, .. }) => {
+                // The window lapsed (or a probe never came back): let one request through.
+                state.quarantine = Some(Quarantine::Probing { since: now, reason });
+                stream.probe = true;
+                return Flow::Continue;
+            }
+        };
+        let label = &policy.route_label;
+        if let Some(id) = Self::metric_id(
+            host,
+            worker,
+            &mut state.quarantine_rejections,
+            Kind::Counter,
+            || metrics::quarantine_rejections(label),
+        ) {
+            let _ = host.increment_metric(id, 1);
+        }
+        let verify = format!("FAILED:{}", reason.as_str());
+        let body = format!(
+            "{{\"message\":\"upstream quarantined after a certificate rejection\",\"reason\":\"{}\"}}",
+            reason.as_str()
+        );
+        let headers = [
+            ("content-type", "application/json"),
+            (state.h_verify.as_str(), verify.as_str()),
+        ];
+        match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
+            Ok(()) => {
+                stream.done = true;
+                Flow::Pause
+            }
+            Err(e) => {
+                if !worker.warned_send_failed {
+                    worker.warned_send_failed = true;
+                    host.log(
+                        Level::Error,
+                        &format!("{}: cannot send a local response ({e}); quarantine only marks; {COMPAT_DOC}", log_prefix()),
+                    );
+                }
+                Flow::Continue
+            }
+        }
+    }
+
     /// Handles the response-headers phase of one response.
     pub fn on_response_headers<H: Host>(
         &mut self,
         host: &H,
         worker: &mut Worker,
+        stream: &mut StreamState,
     ) -> (Flow, Option<Checked>) {
+        if stream.done {
+            return (Flow::Continue, None);
+        }
+        stream.done = true;
         let now = host.now();
         let seen = read_presented(host, worker, self.config.cache_entries);
         if matches!(seen, Seen::NoUpstream) {
             return (Flow::Continue, None);
         }
-        let kind = worker.host.unwrap_or(HostKind::Envoy);
-        let route = if self.config.routes.is_empty() {
-            None
-        } else {
-            route_name(host, kind)
-        };
-        let (policy, state) = match route
-            .as_deref()
-            .and_then(|r| self.config.routes.get(r).zip(self.route_states.get_mut(r)))
-        {
-            Some(pair) => pair,
-            None => (&self.config.default, &mut self.default_state),
-        };
+        let route = self.current_route(host, worker);
+        let (policy, state) = self.select(route.as_deref());
 
         let presented = match &seen {
             Seen::Cert(f) => Presented::Cert(&f.cert),
@@ -417,7 +530,8 @@ impl Instance {
             Seen::Missing | Seen::SourceUnavailable | Seen::NoUpstream => Presented::Missing,
         };
         let verdict = evaluate(policy, presented, now);
-        let action = verdict.action();
+        let action = action_for(&verdict, policy, stream.request_id.as_deref());
+        let label = &policy.route_label;
 
         if let Seen::SourceUnavailable = seen {
             if !worker.warned_no_source {
@@ -431,7 +545,6 @@ impl Instance {
                     ),
                 );
             }
-            let label = &policy.route_label;
             if let Some(id) =
                 Self::metric_id(host, worker, &mut state.no_source, Kind::Counter, || {
                     metrics::no_cert_source(label)
@@ -447,9 +560,35 @@ impl Instance {
             );
         }
 
+        // Shadow policy: evaluated on the same certificate, never changes the response.
+        if let Some(shadow) = &policy.shadow {
+            let sv = evaluate(shadow, presented, now);
+            if sv.passed() != verdict.passed() {
+                let live_passed = verdict.passed();
+                if let Some(slot) = state
+                    .shadow_disagreements
+                    .get_mut(usize::from(!live_passed))
+                {
+                    if let Some(id) = Self::metric_id(host, worker, slot, Kind::Counter, || {
+                        metrics::shadow_disagreements(label, live_passed)
+                    }) {
+                        let _ = host.increment_metric(id, 1);
+                    }
+                }
+                host.log(
+                    Level::Debug,
+                    &format!(
+                        "{}: route {label} shadow disagrees: live {}, shadow {}",
+                        log_prefix(),
+                        verify_value(&verdict),
+                        verify_value(&sv)
+                    ),
+                );
+            }
+        }
+
         // Metrics.
         let primary = verdict.reasons.primary();
-        let label = &policy.route_label;
         let slot = metrics::check_slot(action, primary);
         if let Some(s) = state.checks.get_mut(slot) {
             if let Some(id) = Self::metric_id(host, worker, s, Kind::Counter, || {
@@ -477,6 +616,19 @@ impl Instance {
                 })
             {
                 let _ = host.record_metric(id, u64::try_from(f.cert.not_after).unwrap_or(0));
+            }
+        }
+
+        // Quarantine: a rejection closes the route on this worker for a while; a probe
+        // that is not rejected opens it again.
+        if policy.quarantine_seconds > 0 {
+            if let (Action::Rejected, Some(reason)) = (action, primary) {
+                state.quarantine = Some(Quarantine::Until {
+                    until: now + i64::from(policy.quarantine_seconds),
+                    reason,
+                });
+            } else if stream.probe {
+                state.quarantine = None;
             }
         }
 
@@ -558,7 +710,10 @@ impl Instance {
                         worker.warned_send_failed = true;
                         host.log(
                             Level::Error,
-                            &format!("{}: cannot replace the upstream response ({e}); rejections are only marked; {COMPAT_DOC}", log_prefix()),
+                            &format!(
+                                "{}: cannot replace the upstream response ({e}); rejections are only marked; {COMPAT_DOC}",
+                                log_prefix()
+                            ),
                         );
                     }
                 }

@@ -21,7 +21,7 @@ mod entry {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, ContextType, LogLevel};
 
-    use crate::filter::{self, Flow, Instance, Worker};
+    use crate::filter::{self, Flow, Instance, StreamState, Worker};
     use crate::host::ProxyWasm;
 
     thread_local! {
@@ -55,7 +55,7 @@ mod entry {
         fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
             Some(Box::new(Stream {
                 instance: self.instance.clone(),
-                done: false,
+                state: StreamState::default(),
             }))
         }
 
@@ -66,33 +66,41 @@ mod entry {
 
     struct Stream {
         instance: Option<Rc<RefCell<Instance>>>,
-        /// Set once this response was judged, so that our own local reply (which may pass
-        /// through the filter chain again) is not judged a second time.
-        done: bool,
+        state: StreamState,
     }
 
-    impl Context for Stream {}
-
-    impl HttpContext for Stream {
-        fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
-            if self.done {
-                return Action::Continue;
-            }
-            self.done = true;
+    impl Stream {
+        fn run(
+            &mut self,
+            phase: impl FnOnce(&mut Instance, &mut Worker, &mut StreamState) -> Flow,
+        ) -> Action {
             let Some(instance) = &self.instance else {
                 return Action::Continue;
             };
             let Ok(mut instance) = instance.try_borrow_mut() else {
                 return Action::Continue;
             };
+            let state = &mut self.state;
             let flow = WORKER.with(|w| match w.try_borrow_mut() {
-                Ok(mut worker) => instance.on_response_headers(&ProxyWasm, &mut worker).0,
+                Ok(mut worker) => phase(&mut instance, &mut worker, state),
                 Err(_) => Flow::Continue,
             });
             match flow {
                 Flow::Continue => Action::Continue,
                 Flow::Pause => Action::Pause,
             }
+        }
+    }
+
+    impl Context for Stream {}
+
+    impl HttpContext for Stream {
+        fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+            self.run(|i, w, s| i.on_request_headers(&ProxyWasm, w, s))
+        }
+
+        fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+            self.run(|i, w, s| i.on_response_headers(&ProxyWasm, w, s).0)
         }
     }
 }

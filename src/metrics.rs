@@ -21,6 +21,8 @@ pub const CHECKS: &str = "mtls_guard_checks_total";
 pub const PIN_MATCHES: &str = "mtls_guard_pin_matches_total";
 pub const CERT_NOT_AFTER: &str = "mtls_guard_cert_not_after_seconds";
 pub const NO_CERT_SOURCE: &str = "mtls_guard_no_cert_source_total";
+pub const SHADOW_DISAGREEMENTS: &str = "mtls_guard_shadow_disagreements_total";
+pub const QUARANTINE_REJECTIONS: &str = "mtls_guard_quarantine_rejections_total";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -34,6 +36,8 @@ pub const FAMILIES: &[(&str, Kind, &[&str])] = &[
     (PIN_MATCHES, Kind::Counter, &["route", "pin"]),
     (CERT_NOT_AFTER, Kind::Gauge, &["route"]),
     (NO_CERT_SOURCE, Kind::Counter, &["route"]),
+    (SHADOW_DISAGREEMENTS, Kind::Counter, &["route", "passed"]),
+    (QUARANTINE_REJECTIONS, Kind::Counter, &["route"]),
 ];
 
 /// (label, regex) pairs for Kong's `metrics.label_patterns` (PCRE via `ngx.re.match`).
@@ -42,6 +46,7 @@ pub const KONG_LABEL_PATTERNS: &[(&str, &str)] = &[
     ("outcome", r"(\.outcome\.([a-z]+))"),
     ("reason", r"(\.reason\.([a-z_]+))"),
     ("pin", r"(\.pin\.([A-Za-z0-9_-]+))"),
+    ("passed", r"(\.passed\.([a-z]+))"),
 ];
 
 /// (tag, regex) pairs for Envoy's `stats_config.stats_tags`, anchored to this filter's
@@ -63,6 +68,10 @@ pub const ENVOY_STATS_TAGS: &[(&str, &str)] = &[
         "pin",
         r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.pin\.([A-Za-z0-9_-]+))",
     ),
+    (
+        "passed",
+        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.passed\.([a-z]+))",
+    ),
 ];
 
 pub fn checks(route: &str, action: Action, reason: Option<Reason>) -> String {
@@ -83,6 +92,16 @@ pub fn cert_not_after(route: &str) -> String {
 
 pub fn no_cert_source(route: &str) -> String {
     format!("{NO_CERT_SOURCE}.route.{route}")
+}
+
+/// `passed` is the side that passed: `live` (the shadow would fail) or `shadow`.
+pub fn shadow_disagreements(route: &str, live_passed: bool) -> String {
+    let side = if live_passed { "live" } else { "shadow" };
+    format!("{SHADOW_DISAGREEMENTS}.route.{route}.passed.{side}")
+}
+
+pub fn quarantine_rejections(route: &str) -> String {
+    format!("{QUARANTINE_REJECTIONS}.route.{route}")
 }
 
 /// Slot of a (action, primary reason) pair in a per-route array of metric ids:
@@ -110,6 +129,9 @@ pub fn all_names(route: &str, pins: &[&str]) -> Vec<String> {
     out.extend(pins.iter().map(|p| pin_matches(route, p)));
     out.push(cert_not_after(route));
     out.push(no_cert_source(route));
+    out.push(shadow_disagreements(route, true));
+    out.push(shadow_disagreements(route, false));
+    out.push(quarantine_rejections(route));
     out
 }
 

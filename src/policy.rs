@@ -137,6 +137,39 @@ impl Action {
     }
 }
 
+/// The canary bucket (0-99) of a request id: FNV-1a 64 of its bytes, modulo 100. Stable
+/// across workers, restarts and hosts, so a retried request gets the same treatment.
+pub fn canary_bucket(request_id: &[u8]) -> u8 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in request_id {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % 100) as u8
+}
+
+/// Whether a failing response with this request id is rejected under `enforce_percent`.
+/// Without a request id the failure is enforced: a canary never weakens a request it
+/// cannot place.
+pub fn canary_enforces(enforce_percent: u8, request_id: Option<&[u8]>) -> bool {
+    match (enforce_percent, request_id) {
+        (100.., _) => true,
+        (0, _) => false,
+        (_, None) => true,
+        (p, Some(id)) => canary_bucket(id) < p,
+    }
+}
+
+/// The action taken on a verdict: the mode, narrowed by the canary share in enforce mode.
+pub fn action_for(verdict: &Verdict, policy: &Policy, request_id: Option<&[u8]>) -> Action {
+    match verdict.action() {
+        Action::Rejected if !canary_enforces(policy.enforce_percent, request_id) => {
+            Action::Reported
+        }
+        a => a,
+    }
+}
+
 /// Evaluates `policy` against what the upstream presented, at unix time `now`.
 pub fn evaluate(policy: &Policy, presented: Presented<'_>, now: i64) -> Verdict {
     let mut v = Verdict {
@@ -520,6 +553,49 @@ mod tests {
         assert_eq!(
             before.matched_pin.map(|i| p.pins[i].id.as_str()),
             Some("old")
+        );
+    }
+
+    #[test]
+    fn canary_is_deterministic_and_close_to_the_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("req-{i:05}")).collect();
+        for percent in [0u8, 1, 25, 50, 99, 100] {
+            let enforced = ids
+                .iter()
+                .filter(|id| canary_enforces(percent, Some(id.as_bytes())))
+                .count();
+            let expected = ids.len() * usize::from(percent) / 100;
+            assert!(
+                enforced.abs_diff(expected) <= 200,
+                "{percent}%: {enforced} of {}",
+                ids.len()
+            );
+        }
+        assert_eq!(canary_bucket(b"abc"), canary_bucket(b"abc"));
+        assert!(canary_enforces(30, None), "no request id: enforce");
+        assert!(!canary_enforces(0, None));
+        let p = policy(r#"{"enforce_percent":50}"#);
+        let failing = evaluate(&p, Presented::Missing, NOW);
+        let reject = ids
+            .iter()
+            .find(|id| canary_bucket(id.as_bytes()) < 50)
+            .unwrap();
+        let spare = ids
+            .iter()
+            .find(|id| canary_bucket(id.as_bytes()) >= 50)
+            .unwrap();
+        assert_eq!(
+            action_for(&failing, &p, Some(reject.as_bytes())),
+            Action::Rejected
+        );
+        assert_eq!(
+            action_for(&failing, &p, Some(spare.as_bytes())),
+            Action::Reported
+        );
+        let report = policy(r#"{"mode":"report","enforce_percent":100}"#);
+        assert_eq!(
+            action_for(&evaluate(&report, Presented::Missing, NOW), &report, None),
+            Action::Reported
         );
     }
 

@@ -235,6 +235,62 @@ fn explain_gives_verdict_reasons_and_exit_code() {
     ]);
     assert_eq!(json(&o)["reasons"], serde_json::json!(["expired"]));
 
+    // Canary decision for a request id and the shadow verdict, as the filter would make them.
+    let canary = temp(
+        "canary.json",
+        format!(
+            r#"{{"enforce_percent":50,"pins":[{{"id":"current","spki_sha256":"{}"}},{{"id":"b","cert_sha256":"{}"}}],"shadow":{{"spiffe":{{"trust_domain":"example.com"}}}}}}"#,
+            pin.trim(),
+            "00".repeat(32)
+        )
+        .as_bytes(),
+    );
+    let canary = canary.to_str().expect("path");
+    for id in ["req-1", "req-2", "req-3", "req-4", "req-5", "req-6"] {
+        let o = run(&[
+            "explain",
+            "--config",
+            canary,
+            "--at",
+            at,
+            "--request-id",
+            id,
+            &fixture("impostor.pem"),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let v = json(&o);
+        let bucket = mtls_guard::policy::canary_bucket(id.as_bytes());
+        assert_eq!(v["canary"]["bucket"], u64::from(bucket));
+        assert_eq!(v["canary"]["enforced"], bucket < 50, "{v}");
+        assert_eq!(
+            v["action"],
+            if bucket < 50 { "rejected" } else { "reported" }
+        );
+        assert_eq!(
+            v["shadow"]["reasons"],
+            serde_json::json!(["spiffe_mismatch"]),
+            "a shadow policy stands alone"
+        );
+        assert_eq!(v["shadow"]["agrees"], true);
+    }
+    let o = run(&[
+        "explain",
+        "--config",
+        canary,
+        "--at",
+        at,
+        &fixture("ec256_spiffe.pem"),
+    ]);
+    let v = json(&o);
+    assert_eq!(
+        (
+            v["outcome"].as_str(),
+            v["shadow"]["outcome"].as_str(),
+            v["shadow"]["agrees"].as_bool()
+        ),
+        (Some("pass"), Some("fail"), Some(false))
+    );
+
     for args in [
         vec!["explain", &fixture("rsa2048.pem")],
         vec![

@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use mtls_guard::filter::{configure, Flow, HostKind, Worker};
+use mtls_guard::filter::{configure, Flow, HostKind, StreamState, Worker};
 use mtls_guard::host::testing::FakeHost;
 use mtls_guard::host::Level;
 use mtls_guard::policy::Action;
@@ -46,7 +46,7 @@ fn config(mode: &str) -> String {
 
 fn run(host: &FakeHost, worker: &mut Worker) -> (Flow, Option<mtls_guard::filter::Checked>) {
     let mut inst = configure(host).expect("config accepted");
-    inst.on_response_headers(host, worker)
+    inst.on_response_headers(host, worker, &mut StreamState::default())
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn certificates_are_parsed_once_per_worker_and_cache_is_bounded() {
     let mut inst = configure(&host).unwrap();
     let mut worker = Worker::default();
     for _ in 0..50 {
-        inst.on_response_headers(&host, &mut worker);
+        inst.on_response_headers(&host, &mut worker, &mut StreamState::default());
     }
     assert_eq!((worker.cache.misses, worker.cache.hits), (1, 49));
     let reads = host
@@ -315,7 +315,7 @@ fn certificates_are_parsed_once_per_worker_and_cache_is_bounded() {
             "upstream.sha256_peer_certificate_digest",
             format!("{:064x}", i).as_bytes(),
         );
-        inst.on_response_headers(&h, &mut worker);
+        inst.on_response_headers(&h, &mut worker, &mut StreamState::default());
     }
     assert_eq!(worker.cache.len(), 2);
 }
@@ -328,7 +328,8 @@ fn kong_without_certificate_source_warns_once_and_fails_closed() {
     let mut inst = configure(&host).unwrap();
     let mut worker = Worker::default();
     for _ in 0..3 {
-        let (flow, checked) = inst.on_response_headers(&host, &mut worker);
+        let (flow, checked) =
+            inst.on_response_headers(&host, &mut worker, &mut StreamState::default());
         assert_eq!(
             (flow, checked.unwrap().reasons[0].as_str()),
             (Flow::Pause, "no_certificate")
@@ -375,7 +376,8 @@ fn failing_local_reply_is_logged_once_and_does_not_crash() {
     let mut worker = Worker::default();
     for _ in 0..3 {
         assert_eq!(
-            inst.on_response_headers(&host, &mut worker).0,
+            inst.on_response_headers(&host, &mut worker, &mut StreamState::default())
+                .0,
             Flow::Continue
         );
     }
@@ -405,4 +407,181 @@ fn host_property_errors_do_not_crash() {
         (flow, checked.unwrap().action),
         (Flow::Continue, Action::Pass)
     );
+}
+
+fn stream_with_id(id: &str) -> StreamState {
+    StreamState {
+        request_id: Some(id.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn canary_rejects_only_its_share_deterministically_per_request_id() {
+    let host = envoy(IMPOSTOR).with_config(&config("enforce").replacen(
+        '{',
+        r#"{"enforce_percent":30,"#,
+        1,
+    ));
+    let mut inst = configure(&host).unwrap();
+    let mut worker = Worker::default();
+    let ids: Vec<String> = (0..200).map(|i| format!("req-{i}")).collect();
+    let mut rejected = Vec::new();
+    for id in &ids {
+        *host.sent.borrow_mut() = None;
+        let (_, checked) = inst.on_response_headers(&host, &mut worker, &mut stream_with_id(id));
+        let action = checked.unwrap().action;
+        assert_eq!(action == Action::Rejected, host.sent.borrow().is_some());
+        assert_eq!(
+            action == Action::Rejected,
+            mtls_guard::policy::canary_bucket(id.as_bytes()) < 30,
+            "{id}"
+        );
+        if action == Action::Rejected {
+            rejected.push(id.clone());
+        }
+    }
+    assert!(
+        (40..=80).contains(&rejected.len()),
+        "{} of 200 rejected",
+        rejected.len()
+    );
+    // The same ids get the same treatment again (a retried request is not re-rolled).
+    for id in &rejected {
+        let (_, checked) = inst.on_response_headers(&host, &mut worker, &mut stream_with_id(id));
+        assert_eq!(checked.unwrap().action, Action::Rejected);
+    }
+    let reported =
+        host.metric("mtls_guard_checks_total.route.orders.outcome.reported.reason.pin_mismatch");
+    assert_eq!(reported, Some((200 - rejected.len()) as i64));
+}
+
+#[test]
+fn canary_reads_the_request_id_in_the_request_phase() {
+    let host = envoy(IMPOSTOR)
+        .with_config(&config("enforce").replacen(
+            '{',
+            r#"{"enforce_percent":50,"request_id_header":"x-trace","#,
+            1,
+        ))
+        .with_request_header("x-trace", "abc");
+    let mut inst = configure(&host).unwrap();
+    let mut stream = StreamState::default();
+    assert_eq!(
+        inst.on_request_headers(&host, &mut Worker::default(), &mut stream),
+        Flow::Continue
+    );
+    assert_eq!(stream.request_id.as_deref(), Some(b"abc".as_slice()));
+}
+
+#[test]
+fn shadow_policy_counts_disagreements_without_changing_the_response() {
+    // Live: current pin. Shadow: a candidate pin set with only the impostor's key.
+    let cfg = format!(
+        r#"{{"route_label":"orders","pins":[{{"id":"current","spki_sha256":"{}"}},{{"id":"b","cert_sha256":"{}"}}],"shadow":{{"pins":[{{"id":"candidate","spki_sha256":"{}"}},{{"id":"b","cert_sha256":"{}"}}]}}}}"#,
+        pin(GOOD),
+        "00".repeat(32),
+        pin(IMPOSTOR),
+        "00".repeat(32)
+    );
+    let good = envoy(GOOD).with_config(&cfg);
+    let mut inst = configure(&good).unwrap();
+    let mut worker = Worker::default();
+    for _ in 0..3 {
+        let (flow, c) = inst.on_response_headers(&good, &mut worker, &mut StreamState::default());
+        assert_eq!((flow, c.unwrap().action), (Flow::Continue, Action::Pass));
+    }
+    assert_eq!(
+        good.metric("mtls_guard_shadow_disagreements_total.route.orders.passed.live"),
+        Some(3)
+    );
+    let bad = envoy(IMPOSTOR).with_config(&cfg);
+    let (flow, c) = inst.on_response_headers(&bad, &mut worker, &mut StreamState::default());
+    assert_eq!(
+        (flow, c.unwrap().action),
+        (Flow::Pause, Action::Rejected),
+        "live decision unaffected"
+    );
+    assert_eq!(
+        bad.metric("mtls_guard_shadow_disagreements_total.route.orders.passed.shadow"),
+        Some(1)
+    );
+    assert!(good
+        .logs_at_or_above(Level::Info)
+        .iter()
+        .all(|l| !l.contains("shadow")));
+}
+
+#[test]
+fn quarantine_rejects_before_the_upstream_then_probes_once() {
+    let cfg = config("enforce").replacen('{', r#"{"quarantine_seconds":30,"#, 1);
+    let mut host = envoy(IMPOSTOR).with_config(&cfg);
+    let mut inst = configure(&host).unwrap();
+    let mut worker = Worker::default();
+    let request =
+        |host: &FakeHost, inst: &mut mtls_guard::filter::Instance, worker: &mut Worker| {
+            *host.sent.borrow_mut() = None;
+            let mut s = StreamState::default();
+            let flow = inst.on_request_headers(host, worker, &mut s);
+            if flow == Flow::Pause {
+                return ("blocked-before-upstream", s.probe);
+            }
+            let (flow, _) = inst.on_response_headers(host, worker, &mut s);
+            (
+                if flow == Flow::Pause {
+                    "rejected"
+                } else {
+                    "passed"
+                },
+                s.probe,
+            )
+        };
+    assert_eq!(request(&host, &mut inst, &mut worker), ("rejected", false));
+    for _ in 0..5 {
+        assert_eq!(
+            request(&host, &mut inst, &mut worker).0,
+            "blocked-before-upstream"
+        );
+    }
+    let (status, headers, body) = host.sent.borrow().clone().unwrap();
+    assert_eq!(status, 502);
+    assert!(headers.contains(&("x-upstream-verify".into(), "FAILED:pin_mismatch".into())));
+    assert!(String::from_utf8(body).unwrap().contains("quarantined"));
+    assert_eq!(
+        host.metric("mtls_guard_quarantine_rejections_total.route.orders"),
+        Some(5)
+    );
+
+    // Window lapses: one probe goes to the (still wrong) upstream and re-arms it.
+    host.time += 31;
+    assert_eq!(request(&host, &mut inst, &mut worker), ("rejected", true));
+    assert_eq!(
+        request(&host, &mut inst, &mut worker).0,
+        "blocked-before-upstream"
+    );
+
+    // The upstream is fixed: after the next window the probe passes and the route opens.
+    let mut fixed = envoy(GOOD).with_config(&cfg);
+    fixed.time = host.time + 31;
+    assert_eq!(request(&fixed, &mut inst, &mut worker), ("passed", true));
+    assert_eq!(request(&fixed, &mut inst, &mut worker), ("passed", false));
+}
+
+#[test]
+fn report_mode_never_quarantines() {
+    let cfg = config("report").replacen('{', r#"{"quarantine_seconds":30,"#, 1);
+    let host = envoy(IMPOSTOR).with_config(&cfg);
+    let mut inst = configure(&host).unwrap();
+    let mut worker = Worker::default();
+    for _ in 0..3 {
+        let mut s = StreamState::default();
+        assert_eq!(
+            inst.on_request_headers(&host, &mut worker, &mut s),
+            Flow::Continue
+        );
+        assert_eq!(
+            inst.on_response_headers(&host, &mut worker, &mut s).0,
+            Flow::Continue
+        );
+    }
 }

@@ -5,14 +5,14 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use mtls_guard::policy::{evaluate, Presented, Reason};
+use mtls_guard::policy::{action_for, canary_bucket, canary_enforces, evaluate, Presented, Reason};
 use mtls_guard::{cert, config, timefmt};
 
 const USAGE: &str = "usage:
   mtls-guard inspect CERT.pem
   mtls-guard pin CERT.pem
   mtls-guard check-config CONFIG.json
-  mtls-guard explain --config CONFIG.json [--route NAME] [--at RFC3339] CERT.pem
+  mtls-guard explain --config CONFIG.json [--route NAME] [--at RFC3339] [--request-id ID] CERT.pem
 (`-` reads standard input)";
 
 /// A failure that ends the command with exit code 2 and a one-line reason.
@@ -99,6 +99,7 @@ fn run(args: &[String]) -> Result<u8, Fail> {
 
 fn explain(args: &[String]) -> Result<u8, Fail> {
     let (mut config_path, mut route, mut at, mut cert_path) = (None, None, None, None);
+    let mut request_id: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -109,6 +110,7 @@ fn explain(args: &[String]) -> Result<u8, Fail> {
         match a.as_str() {
             "--config" => config_path = Some(value("--config")?),
             "--route" => route = Some(value("--route")?),
+            "--request-id" => request_id = Some(value("--request-id")?),
             "--at" => {
                 let v = value("--at")?;
                 at =
@@ -132,15 +134,35 @@ fn explain(args: &[String]) -> Result<u8, Fail> {
     let policy = cfg.policy_for(route.as_deref());
     let verdict = evaluate(policy, Presented::Cert(&cert), at);
     let reasons: Vec<&str> = verdict.reasons.iter().map(Reason::as_str).collect();
-    print_json(&serde_json::json!({
+    let id = request_id.as_deref().map(str::as_bytes);
+    let action = action_for(&verdict, policy, id);
+    let mut out = serde_json::json!({
         "outcome": if verdict.passed() { "pass" } else { "fail" },
         "reasons": reasons,
         "mode": policy.mode.as_str(),
-        "action": verdict.action().as_str(),
+        "action": action.as_str(),
         "matched_pin": verdict.matched_pin.and_then(|i| policy.pins.get(i)).map(|p| p.id.as_str()),
         "route_label": policy.route_label,
         "at": timefmt::format_rfc3339(at),
-    }))?;
+    });
+    if policy.enforce_percent < 100 || request_id.is_some() {
+        out["canary"] = serde_json::json!({
+            "enforce_percent": policy.enforce_percent,
+            "request_id": request_id,
+            "bucket": id.map(canary_bucket),
+            "enforced": canary_enforces(policy.enforce_percent, id),
+        });
+    }
+    if let Some(shadow) = &policy.shadow {
+        let sv = evaluate(shadow, Presented::Cert(&cert), at);
+        out["shadow"] = serde_json::json!({
+            "outcome": if sv.passed() { "pass" } else { "fail" },
+            "reasons": sv.reasons.iter().map(Reason::as_str).collect::<Vec<_>>(),
+            "matched_pin": sv.matched_pin.and_then(|i| shadow.pins.get(i)).map(|p| p.id.as_str()),
+            "agrees": sv.passed() == verdict.passed(),
+        });
+    }
+    print_json(&out)?;
     Ok(if verdict.passed() { 0 } else { 1 })
 }
 
