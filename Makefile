@@ -68,7 +68,7 @@ demo: setup build
 	@$(CARGO) run --quiet --example demo
 
 spec: build setup-envoy
-	$(CARGO) test --test envoy_filter -- --test-threads 2
+	$(CARGO) test --test envoy_filter --test rollout -- --test-threads 2
 
 test: setup fmt-check clippy test-native test-wasm build spec $(TEST_EXTRA)
 	@echo "all checks passed"

@@ -145,15 +145,35 @@ pub struct UpstreamSpec {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
+impl UpstreamSpec {
+    pub fn tls(name: &str, cert: PathBuf, key: PathBuf) -> UpstreamSpec {
+        UpstreamSpec {
+            name: name.into(),
+            tls: Some((cert, key)),
+        }
+    }
+}
+
 impl Upstreams {
     pub fn start(dir: &Path, client_ca: &Path, specs: &[UpstreamSpec]) -> Upstreams {
+        Self::start_with(dir, client_ca, specs, false)
+    }
+
+    /// As [`Upstreams::start`]; with `close_connections` every response closes its
+    /// connection, so a rotated certificate is presented on the very next request.
+    pub fn start_with(
+        dir: &Path,
+        client_ca: &Path,
+        specs: &[UpstreamSpec],
+        close_connections: bool,
+    ) -> Upstreams {
         let list: Vec<Value> = specs
             .iter()
             .map(|s| match &s.tls {
-                Some((c, k)) => {
-                    json!({"name": s.name, "cert": c, "key": k, "client_ca": client_ca})
-                }
-                None => json!({"name": s.name, "cert": null}),
+                Some((c, k)) => json!({
+                    "name": s.name, "cert": c, "key": k, "client_ca": client_ca, "close": close_connections
+                }),
+                None => json!({"name": s.name, "cert": null, "close": close_connections}),
             })
             .collect();
         let spec_path = dir.join("upstreams.json");
@@ -185,6 +205,29 @@ impl Upstreams {
             .ports
             .get(name)
             .unwrap_or_else(|| panic!("no upstream {name}"))
+    }
+
+    /// Requests served so far, per upstream.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let control = format!("127.0.0.1:{}", self.port("_control"));
+        let r = http_get(&control, "/counts", &[]).expect("control port");
+        serde_json::from_slice(&r.body).expect("counts JSON")
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts().get(name).copied().unwrap_or(0)
+    }
+
+    /// Makes upstream `name` present another certificate on its next handshakes.
+    pub fn rotate(&self, name: &str, cert: &Path, key: &Path) {
+        let control = format!("127.0.0.1:{}", self.port("_control"));
+        let path = format!(
+            "/rotate?name={name}&cert={}&key={}",
+            cert.display(),
+            key.display()
+        );
+        let r = http_get(&control, &path, &[]).expect("control port");
+        assert_eq!(r.status, 200, "rotate {name}");
     }
 }
 
@@ -537,14 +580,50 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Re
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    // Read until the message is complete (Content-Length or the last chunk), not until
+    // EOF: after a local reply Envoy may hold the connection for its delayed-close timeout.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut buf = [0u8; 16 * 1024];
+    let (split, head) = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (p, String::from_utf8_lossy(&raw[..p]).into_owned());
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "connection closed before the headers ended",
+            ));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let lower = head.to_ascii_lowercase();
+    let content_length: Option<usize> = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok());
+    let chunked = lower
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    loop {
+        let have = raw.len() - (split + 4);
+        let complete = match (content_length, chunked) {
+            (Some(n), _) => have >= n,
+            (None, true) => raw.ends_with(b"0\r\n\r\n"),
+            (None, false) => false,
+        };
+        if complete {
+            break;
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     let mut body = raw[split + 4..].to_vec();
+    if let Some(n) = content_length {
+        body.truncate(n);
+    }
     let mut lines = head.lines();
     let status: u16 = lines
         .next()

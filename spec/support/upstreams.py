@@ -4,14 +4,19 @@
 usage: upstreams.py SPEC.json
 SPEC is a list of {"name", "cert", "key", "client_ca"} objects; "cert" null means plain
 HTTP. HTTPS servers require a client certificate signed by client_ca (mutual TLS).
-Prints one JSON line {name: port} once every server listens, then serves until its
-standard input closes (the parent is gone), so nothing outlives the test run.
+Optional per server: "close": true answers with `Connection: close`, so that every
+request makes a new TLS connection (a rotated certificate shows up at once).
+Prints one JSON line {name: port, "_control": port} once every server listens, then
+serves until its standard input closes (the parent is gone), so nothing outlives the
+test run. The plain-HTTP control port answers GET /counts (requests served per
+upstream) and GET /rotate?name=N&cert=PATH&key=PATH (new handshakes use the new
+certificate).
 
 Every response carries identity headers an attacker-controlled upstream might send
 (x-upstream-verify: SUCCESS, ...), so that the specs can check the filter strips them.
-GET /__count answers how many requests this upstream has served so far.
 """
 import json
+import urllib.parse
 import os
 import ssl
 import sys
@@ -19,19 +24,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def make_handler(name, counter):
+def make_handler(name, counter, close):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Without this every response waits ~40 ms for a delayed ACK.
         disable_nagle_algorithm = True
 
         def do_GET(self):
-            if self.path == "/__count":
-                body = json.dumps({"upstream": name, "count": counter["n"]}).encode()
-            else:
-                with counter["lock"]:
-                    counter["n"] += 1
-                body = json.dumps({"upstream": name, "path": self.path}).encode()
+            with counter["lock"]:
+                counter["n"] += 1
+            body = json.dumps({"upstream": name, "path": self.path}).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -39,6 +41,9 @@ def make_handler(name, counter):
             self.send_header("x-upstream-verify", "SUCCESS")
             self.send_header("x-upstream-cert-subject", "CN=spoofed-admin")
             self.send_header("X-Upstream-Injected", "yes")
+            if close:
+                self.send_header("connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(body)
 
@@ -48,21 +53,75 @@ def make_handler(name, counter):
     return Handler
 
 
+def make_control(counters, contexts):
+    class Control(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def do_GET(self):
+            url = urllib.parse.urlparse(self.path)
+            q = dict(urllib.parse.parse_qsl(url.query))
+            status, body = 200, b"{}"
+            if url.path == "/counts":
+                body = json.dumps({k: c["n"] for k, c in counters.items()}).encode()
+            elif url.path == "/rotate" and q.get("name") in contexts:
+                # A new context, not a reload: it also drops the TLS session cache and
+                # ticket keys, so the gateway cannot resume a session of the old
+                # certificate (a resumed session reports the certificate it began with).
+                server, client_ca = contexts[q["name"]]
+                server.tls = tls_context(q["cert"], q["key"], client_ca)
+            else:
+                status = 404
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return Control
+
+
+class Server(ThreadingHTTPServer):
+    """Wraps each accepted connection with the current TLS context (None: plain HTTP)."""
+
+    daemon_threads = True
+    tls = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, addr
+
+
+def tls_context(cert, key, client_ca):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(client_ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def main():
     spec = json.load(open(sys.argv[1]))
-    ports = {}
+    ports, counters, contexts = {}, {}, {}
     for s in spec:
         counter = {"n": 0, "lock": threading.Lock()}
-        server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(s["name"], counter))
-        server.daemon_threads = True
+        counters[s["name"]] = counter
+        handler = make_handler(s["name"], counter, bool(s.get("close")))
+        server = Server(("127.0.0.1", 0), handler)
         if s.get("cert"):
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(s["cert"], s["key"])
-            ctx.load_verify_locations(s["client_ca"])
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            server.tls = tls_context(s["cert"], s["key"], s["client_ca"])
+            contexts[s["name"]] = (server, s["client_ca"])
         ports[s["name"]] = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()
+    control = ThreadingHTTPServer(("127.0.0.1", 0), make_control(counters, contexts))
+    control.daemon_threads = True
+    ports["_control"] = control.server_address[1]
+    threading.Thread(target=control.serve_forever, daemon=True).start()
     print(json.dumps(ports), flush=True)
     sys.stdin.read()
     os._exit(0)

@@ -146,24 +146,38 @@ fn explain(args: &[String]) -> Result<u8, Fail> {
         "at": timefmt::format_rfc3339(at),
     });
     if policy.enforce_percent < 100 || request_id.is_some() {
-        out["canary"] = serde_json::json!({
-            "enforce_percent": policy.enforce_percent,
-            "request_id": request_id,
-            "bucket": id.map(canary_bucket),
-            "enforced": canary_enforces(policy.enforce_percent, id),
-        });
+        insert(
+            &mut out,
+            "canary",
+            serde_json::json!({
+                "enforce_percent": policy.enforce_percent,
+                "request_id": request_id,
+                "bucket": id.map(canary_bucket),
+                "enforced": canary_enforces(policy.enforce_percent, id),
+            }),
+        );
     }
     if let Some(shadow) = &policy.shadow {
         let sv = evaluate(shadow, Presented::Cert(&cert), at);
-        out["shadow"] = serde_json::json!({
-            "outcome": if sv.passed() { "pass" } else { "fail" },
-            "reasons": sv.reasons.iter().map(Reason::as_str).collect::<Vec<_>>(),
-            "matched_pin": sv.matched_pin.and_then(|i| shadow.pins.get(i)).map(|p| p.id.as_str()),
-            "agrees": sv.passed() == verdict.passed(),
-        });
+        insert(
+            &mut out,
+            "shadow",
+            serde_json::json!({
+                "outcome": if sv.passed() { "pass" } else { "fail" },
+                "reasons": sv.reasons.iter().map(Reason::as_str).collect::<Vec<_>>(),
+                "matched_pin": sv.matched_pin.and_then(|i| shadow.pins.get(i)).map(|p| p.id.as_str()),
+                "agrees": sv.passed() == verdict.passed(),
+            }),
+        );
     }
     print_json(&out)?;
     Ok(if verdict.passed() { 0 } else { 1 })
+}
+
+fn insert(obj: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert(key.to_string(), value);
+    }
 }
 
 fn main() -> ExitCode {
