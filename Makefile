@@ -59,7 +59,7 @@ clippy: setup-rust
 	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
 
 test-native:
-	$(CARGO) test --lib --bins --test openssl_agreement --test policy_vectors --test cli --test filter_flow
+	$(CARGO) test --lib --bins --test openssl_agreement --test policy_vectors --test cli --test filter_flow --test hostile --test properties
 
 test-wasm: setup-rust
 	$(CARGO) test --target wasm32-unknown-unknown --test wasm_vectors
