@@ -341,7 +341,7 @@ def check_schema(readers, meta):
         fail("schema", "README.md is missing")
         return
     text = README.read_text()
-    m = re.search(r"^### Configuration reference\s*$(.*?)(?=^#{1,3} )", text, re.M | re.S)
+    m = re.search(r"^### Configuration reference\s*$(.*?)(?=^#{1,3} |\Z)", text, re.M | re.S)
     if not m:
         fail("schema", "README.md has no '### Configuration reference' section")
         return
@@ -388,7 +388,7 @@ def readme_configs():
     if not README.exists():
         return []
     text = README.read_text()
-    m = re.search(r"^## Configuration\s*$(.*?)(?=^## )", text, re.M | re.S)
+    m = re.search(r"^## Configuration\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
     if not m:
         return []
     blocks = re.findall(r"^```json\s*\n(.*?)^```", m.group(1), re.M | re.S)
