@@ -9,6 +9,9 @@ CARGO ?= cargo
 PYTHON ?= python3
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
+SOAK_SECONDS ?= 300
+SOAK_SHORT_SECONDS ?= 20
+
 DIST := dist
 WASM := $(DIST)/mtls_guard.wasm
 META := $(DIST)/mtls_guard.meta.json
@@ -17,7 +20,7 @@ META := $(DIST)/mtls_guard.meta.json
 TEST_EXTRA :=
 -include mk/*.mk
 
-.PHONY: help setup setup-rust setup-envoy build cli fmt-check clippy test test-native test-wasm spec demo clean
+.PHONY: help setup setup-rust setup-envoy setup-load build cli fmt-check clippy test test-native test-wasm spec soak demo clean
 
 help:
 	@echo "make demo   - build, start a throw-away mTLS setup with Envoy, show the filter at work"
@@ -67,8 +70,17 @@ test-wasm: setup-rust
 demo: setup build
 	@$(CARGO) run --quiet --example demo
 
-spec: build setup-envoy
-	$(CARGO) test --test envoy_filter --test rollout -- --test-threads 2
+spec: build setup-envoy setup-load
+	$(CARGO) test --test envoy_filter --test rollout --test hostile_upstreams -- --test-threads 2
+	MTLS_GUARD_SOAK_SECONDS=$(SOAK_SHORT_SECONDS) $(CARGO) test --test soak -- --nocapture
+
+# wrk drives the soak (and the benchmarks): Debian's package.
+setup-load:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+# The long soak: SOAK_SECONDS of load across a legitimate and a rejected route.
+soak: build setup-envoy setup-load
+	MTLS_GUARD_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release --test soak -- --nocapture
 
 test: setup fmt-check clippy test-native test-wasm build spec $(TEST_EXTRA)
 	@echo "all checks passed"

@@ -141,12 +141,15 @@ fn envoy_enforces_per_route_policies_stamps_headers_and_counts() {
             "report": {"mode": "report"},
             "plain": {},
             "untrusted": {},
-            "custom_status": {"deny_status": 421, "headers": {"prefix": "x-peer-"}}
+            "custom_status": {"deny_status": 421, "headers": {"prefix": "x-peer-"}},
+            // Labels that are words of the metric-name encoding must still decode right.
+            "outcome": {"pins": [{"id": "route", "spki_sha256": legit.spki_pin()}, {"id": "pin", "spki_sha256": backup}]}
         }
     });
     // (route, cluster, status, verify header, served by upstream)
     let table: &[(&str, &str, u16, &str, Option<&str>)] = &[
         ("pass", "legit", 200, "SUCCESS", Some("legit")),
+        ("outcome", "legit", 200, "SUCCESS", Some("legit")),
         ("unlisted", "legit", 200, "SUCCESS", Some("legit")),
         (
             "spki_mismatch",
@@ -322,6 +325,12 @@ fn envoy_enforces_per_route_policies_stamps_headers_and_counts() {
     };
     assert_eq!(pins("pass", "current"), Some(n + 1.0));
     assert_eq!(pins("cert_pin", "fp"), Some(n));
+    assert_eq!(
+        checks("outcome", "pass", "none"),
+        Some(n),
+        "a route labelled `outcome`"
+    );
+    assert_eq!(pins("outcome", "route"), Some(n), "a pin called `route`");
     assert_eq!(
         pins("spki_mismatch", "current"),
         None,

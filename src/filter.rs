@@ -22,6 +22,7 @@ const ENVOY_DIGEST: &[&str] = &["upstream", "sha256_peer_certificate_digest"];
 const ENVOY_FAILURE: &[&str] = &["upstream", "transport_failure_reason"];
 const ENVOY_UPSTREAM_ADDRESS: &[&str] = &["upstream", "address"];
 const ENVOY_ROUTE: &[&str] = &["xds", "route_name"];
+const ENVOY_CODE_DETAILS: &[&str] = &["response", "code_details"];
 // Kong: nginx variables through ngx_wasm_module; the certificate one needs
 // lua-kong-nginx-module 0.17.0+.
 const KONG_CERT: &[&str] = &["ngx", "kong_upstream_ssl_server_raw_cert"];
@@ -354,7 +355,14 @@ fn read_presented<H: Host>(host: &H, worker: &mut Worker, capacity: usize) -> Se
             if non_empty(host.property(ENVOY_UPSTREAM_ADDRESS)).is_none() {
                 return Seen::NoUpstream;
             }
-            Seen::Missing
+            // Envoy's own reply after the upstream went away (e.g. a reset of a pooled
+            // connection before the response started): no upstream response reaches the
+            // client, so there is nothing to judge. Only responses that came from the
+            // upstream without a certificate are `no_certificate`.
+            match non_empty(host.property(ENVOY_CODE_DETAILS)).as_deref() {
+                Some(d) if d != b"via_upstream" => Seen::NoUpstream,
+                _ => Seen::Missing,
+            }
         }
         HostKind::Kong => {
             let pem = non_empty(host.property(KONG_CERT))

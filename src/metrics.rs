@@ -41,36 +41,55 @@ pub const FAMILIES: &[(&str, Kind, &[&str])] = &[
 ];
 
 /// (label, regex) pairs for Kong's `metrics.label_patterns` (PCRE via `ngx.re.match`).
+///
+/// Each pattern is anchored to the structure of the name (base name, then `.route.`,
+/// then `.outcome.` ...), so a route label or pin id that happens to be one of the
+/// encoding's words (a route called `outcome`) cannot be mistaken for another label.
 pub const KONG_LABEL_PATTERNS: &[(&str, &str)] = &[
-    ("route", r"(\.route\.([A-Za-z0-9_-]+))"),
-    ("outcome", r"(\.outcome\.([a-z]+))"),
-    ("reason", r"(\.reason\.([a-z_]+))"),
-    ("pin", r"(\.pin\.([A-Za-z0-9_-]+))"),
-    ("passed", r"(\.passed\.([a-z]+))"),
-];
-
-/// (tag, regex) pairs for Envoy's `stats_config.stats_tags`, anchored to this filter's
-/// stats so that no other Envoy stat is touched.
-pub const ENVOY_STATS_TAGS: &[(&str, &str)] = &[
     (
         "route",
-        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.route\.([A-Za-z0-9_-]+))",
+        r"^pw:[a-z0-9_]+:mtls_guard_[a-z_]+(\.route\.([A-Za-z0-9_-]+))",
     ),
     (
         "outcome",
-        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.outcome\.([a-z]+))",
+        r"^pw:[a-z0-9_]+:mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.outcome\.([a-z]+))",
     ),
     (
         "reason",
-        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.reason\.([a-z_]+))",
+        r"^pw:[a-z0-9_]+:mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+\.outcome\.[a-z]+(\.reason\.([a-z_]+))",
     ),
     (
         "pin",
-        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.pin\.([A-Za-z0-9_-]+))",
+        r"^pw:[a-z0-9_]+:mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.pin\.([A-Za-z0-9_-]+))",
     ),
     (
         "passed",
-        r"^wasmcustom\.mtls_guard_[a-z_]+.*?(\.passed\.([a-z]+))",
+        r"^pw:[a-z0-9_]+:mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.passed\.([a-z]+))",
+    ),
+];
+
+/// (tag, regex) pairs for Envoy's `stats_config.stats_tags`: the same structure-anchored
+/// patterns on `wasmcustom.<name>`; they match no other Envoy stat.
+pub const ENVOY_STATS_TAGS: &[(&str, &str)] = &[
+    (
+        "route",
+        r"^wasmcustom\.mtls_guard_[a-z_]+(\.route\.([A-Za-z0-9_-]+))",
+    ),
+    (
+        "outcome",
+        r"^wasmcustom\.mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.outcome\.([a-z]+))",
+    ),
+    (
+        "reason",
+        r"^wasmcustom\.mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+\.outcome\.[a-z]+(\.reason\.([a-z_]+))",
+    ),
+    (
+        "pin",
+        r"^wasmcustom\.mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.pin\.([A-Za-z0-9_-]+))",
+    ),
+    (
+        "passed",
+        r"^wasmcustom\.mtls_guard_[a-z_]+\.route\.[A-Za-z0-9_-]+(\.passed\.([a-z]+))",
     ),
 ];
 

@@ -250,6 +250,33 @@ fn plain_http_upstream_is_no_certificate_and_local_replies_are_ignored() {
 }
 
 #[test]
+fn envoy_local_replies_after_an_upstream_reset_are_not_judged() {
+    // A pooled upstream connection reset before the response started: Envoy answers 503
+    // itself; no upstream response reaches the client.
+    let host = FakeHost::new(AT)
+        .with_config("{}")
+        .with_property("upstream.address", b"127.0.0.1:8443")
+        .with_property(
+            "response.code_details",
+            b"upstream_reset_before_response_started{connection_termination}",
+        )
+        .with_response_header(":status", "503");
+    let (flow, checked) = run(&host, &mut Worker::default());
+    assert_eq!((flow, checked), (Flow::Continue, None));
+    assert!(host.sent.borrow().is_none());
+    // The same without a certificate but from the upstream itself is no_certificate.
+    let plain = FakeHost::new(AT)
+        .with_config("{}")
+        .with_property("upstream.address", b"127.0.0.1:8080")
+        .with_property("response.code_details", b"via_upstream");
+    let (flow, checked) = run(&plain, &mut Worker::default());
+    assert_eq!(
+        (flow, checked.unwrap().reasons[0].as_str()),
+        (Flow::Pause, "no_certificate")
+    );
+}
+
+#[test]
 fn unparseable_certificate_is_a_reasoned_rejection() {
     let host = FakeHost::new(AT)
         .with_config("{}")

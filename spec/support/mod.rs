@@ -152,6 +152,13 @@ impl UpstreamSpec {
             tls: Some((cert, key)),
         }
     }
+
+    pub fn plain(name: &str) -> UpstreamSpec {
+        UpstreamSpec {
+            name: name.into(),
+            tls: None,
+        }
+    }
 }
 
 impl Upstreams {
@@ -167,13 +174,32 @@ impl Upstreams {
         specs: &[UpstreamSpec],
         close_connections: bool,
     ) -> Upstreams {
+        Self::start_full(dir, client_ca, specs, close_connections, &[])
+    }
+
+    /// As [`Upstreams::start_with`]; `delays` makes the named upstreams wait that many
+    /// milliseconds before answering (slow upstreams).
+    pub fn start_full(
+        dir: &Path,
+        client_ca: &Path,
+        specs: &[UpstreamSpec],
+        close_connections: bool,
+        delays: &[(&str, u64)],
+    ) -> Upstreams {
+        let delay_of = |name: &str| {
+            delays
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, d)| *d)
+        };
         let list: Vec<Value> = specs
             .iter()
             .map(|s| match &s.tls {
                 Some((c, k)) => json!({
-                    "name": s.name, "cert": c, "key": k, "client_ca": client_ca, "close": close_connections
+                    "name": s.name, "cert": c, "key": k, "client_ca": client_ca,
+                    "close": close_connections, "delay_ms": delay_of(&s.name)
                 }),
-                None => json!({"name": s.name, "cert": null, "close": close_connections}),
+                None => json!({"name": s.name, "cert": null, "close": close_connections, "delay_ms": delay_of(&s.name)}),
             })
             .collect();
         let spec_path = dir.join("upstreams.json");
@@ -448,6 +474,34 @@ impl Envoy {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident set size of the Envoy process, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    }
+
+    /// A counter or gauge from Envoy's own `/stats` (e.g. `wasm.envoy.wasm.runtime.v8.created`).
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let r = http_get(
+            &self.admin,
+            &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
+            &[],
+        )
+        .ok()?;
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     pub fn get(&self, path: &str) -> Response {

@@ -4,7 +4,8 @@
 usage: upstreams.py SPEC.json
 SPEC is a list of {"name", "cert", "key", "client_ca"} objects; "cert" null means plain
 HTTP. HTTPS servers require a client certificate signed by client_ca (mutual TLS).
-Optional per server: "close": true answers with `Connection: close`, so that every
+Optional per server: "delay_ms" waits that long before answering (a slow upstream);
+"close": true answers with `Connection: close`, so that every
 request makes a new TLS connection (a rotated certificate shows up at once).
 Prints one JSON line {name: port, "_control": port} once every server listens, then
 serves until its standard input closes (the parent is gone), so nothing outlives the
@@ -21,16 +22,19 @@ import os
 import ssl
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def make_handler(name, counter, close):
+def make_handler(name, counter, close, delay_ms):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Without this every response waits ~40 ms for a delayed ACK.
         disable_nagle_algorithm = True
 
         def do_GET(self):
+            if delay_ms:
+                time.sleep(delay_ms / 1000.0)
             with counter["lock"]:
                 counter["n"] += 1
             body = json.dumps({"upstream": name, "path": self.path}).encode()
@@ -85,16 +89,26 @@ def make_control(counters, contexts):
 
 
 class Server(ThreadingHTTPServer):
-    """Wraps each accepted connection with the current TLS context (None: plain HTTP)."""
+    """Wraps each connection with the current TLS context (None: plain HTTP)."""
 
     daemon_threads = True
     tls = None
 
-    def get_request(self):
-        sock, addr = self.socket.accept()
+    def handle_error(self, request, client_address):
+        # A gateway that rejects a response closes the connection mid-exchange; that is
+        # expected here, not an error worth a traceback.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+    # Rejections close connections, so the gateway reconnects often: a deep backlog and
+    # the TLS handshake in the request thread (not the accept loop) keep connects fast.
+    request_queue_size = 256
+
+    def finish_request(self, request, client_address):
         if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True)
-        return sock, addr
+            request = self.tls.wrap_socket(request, server_side=True)
+        self.RequestHandlerClass(request, client_address, self)
 
 
 def tls_context(cert, key, client_ca):
@@ -111,7 +125,7 @@ def main():
     for s in spec:
         counter = {"n": 0, "lock": threading.Lock()}
         counters[s["name"]] = counter
-        handler = make_handler(s["name"], counter, bool(s.get("close")))
+        handler = make_handler(s["name"], counter, bool(s.get("close")), s.get("delay_ms", 0))
         server = Server(("127.0.0.1", 0), handler)
         if s.get("cert"):
             server.tls = tls_context(s["cert"], s["key"], s["client_ca"])
