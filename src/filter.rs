@@ -9,7 +9,7 @@ use crate::cert::{self, PeerCert};
 use crate::config::{self, Config, Policy};
 use crate::host::{Host, Level};
 use crate::metrics::{self, Kind};
-use crate::policy::{action_for, evaluate, Action, Presented, Reason, Verdict};
+use crate::policy::{action_for, evaluate, Action, Presented, Reason, Reasons, Verdict};
 use crate::timefmt::format_rfc3339;
 
 pub const NAME: &str = "mtls_guard";
@@ -133,6 +133,8 @@ enum Slot {
 
 /// Per-policy names and metric ids, computed at configure time or on first use.
 struct RouteState {
+    label: Rc<str>,
+    pin_ids: Vec<Rc<str>>,
     h_subject: String,
     h_issuer: String,
     h_sha256: String,
@@ -165,6 +167,8 @@ impl RouteState {
     fn new(p: &Policy) -> Self {
         let h = |s: &str| format!("{}{s}", p.header_prefix);
         RouteState {
+            label: Rc::from(p.route_label.as_str()),
+            pin_ids: p.pins.iter().map(|pin| Rc::from(pin.id.as_str())).collect(),
             h_subject: h("cert-subject"),
             h_issuer: h("cert-issuer"),
             h_sha256: h("cert-sha256"),
@@ -211,13 +215,20 @@ pub enum Flow {
     Pause,
 }
 
-/// The result of one check, for tests and logs.
+/// The result of one check, for tests and logs. Cheap to build (no allocation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checked {
-    pub route_label: String,
+    pub route_label: Rc<str>,
     pub action: Action,
-    pub reasons: Vec<Reason>,
-    pub matched_pin: Option<String>,
+    pub reasons: Reasons,
+    pub matched_pin: Option<Rc<str>>,
+}
+
+impl Checked {
+    /// The first failing reason's string, or "" on pass.
+    pub fn first_reason(&self) -> &'static str {
+        self.reasons.primary().map_or("", Reason::as_str)
+    }
 }
 
 fn log_prefix() -> String {
@@ -485,14 +496,14 @@ impl Instance {
         ) {
             let _ = host.increment_metric(id, 1);
         }
-        let verify = format!("FAILED:{}", reason.as_str());
+        let verify = failed(reason);
         let body = format!(
             "{{\"message\":\"upstream quarantined after a certificate rejection\",\"reason\":\"{}\"}}",
             reason.as_str()
         );
         let headers = [
             ("content-type", "application/json"),
-            (state.h_verify.as_str(), verify.as_str()),
+            (state.h_verify.as_str(), verify),
         ];
         match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
             Ok(()) => {
@@ -641,9 +652,9 @@ impl Instance {
         }
 
         // Headers: drop every prefixed header the upstream sent, then stamp ours.
-        if let Ok(headers) = host.response_headers() {
+        if let Ok(names) = host.response_header_names() {
             let prefix = policy.header_prefix.as_str();
-            for (name, _) in headers {
+            for name in names {
                 if name.len() >= prefix.len()
                     && name
                         .get(..prefix.len())
@@ -671,17 +682,17 @@ impl Instance {
                     let _ = host.set_response_header(&state.h_spiffe, id);
                 }
             }
-            let _ = host.set_response_header(&state.h_verify, &verify);
+            let _ = host.set_response_header(&state.h_verify, verify);
         }
 
         let checked = Checked {
-            route_label: policy.route_label.clone(),
+            route_label: state.label.clone(),
             action,
-            reasons: verdict.reasons.iter().collect(),
+            reasons: verdict.reasons,
             matched_pin: verdict
                 .matched_pin
-                .and_then(|i| policy.pins.get(i))
-                .map(|p| p.id.clone()),
+                .and_then(|i| state.pin_ids.get(i))
+                .cloned(),
         };
         if action != Action::Pass {
             host.log(
@@ -706,10 +717,10 @@ impl Instance {
             // ngx_wasm_module ignores the headers argument of a local response sent in the
             // response phase, so set them through the header calls as well.
             let _ = host.set_response_header("content-type", "application/json");
-            let _ = host.set_response_header(&state.h_verify, &verify);
+            let _ = host.set_response_header(&state.h_verify, verify);
             let headers = [
                 ("content-type", "application/json"),
-                (state.h_verify.as_str(), verify.as_str()),
+                (state.h_verify.as_str(), verify),
             ];
             match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
                 Ok(()) => return (Flow::Pause, Some(checked)),
@@ -732,10 +743,28 @@ impl Instance {
 }
 
 /// The `verify` header value, after nginx's `$ssl_client_verify` convention.
-pub fn verify_value(v: &Verdict) -> String {
+pub fn verify_value(v: &Verdict) -> &'static str {
     match v.reasons.primary() {
-        None if v.no_certificate_allowed => "NONE".into(),
-        None => "SUCCESS".into(),
-        Some(r) => format!("FAILED:{}", r.as_str()),
+        None if v.no_certificate_allowed => "NONE",
+        None => "SUCCESS",
+        Some(r) => failed(r),
+    }
+}
+
+/// `FAILED:<reason>`, without formatting on the request path.
+fn failed(r: Reason) -> &'static str {
+    match r {
+        Reason::NoCertificate => "FAILED:no_certificate",
+        Reason::HandshakeFailed => "FAILED:handshake_failed",
+        Reason::UnparseableCertificate => "FAILED:unparseable_certificate",
+        Reason::PinMismatch => "FAILED:pin_mismatch",
+        Reason::SubjectMismatch => "FAILED:subject_mismatch",
+        Reason::IssuerMismatch => "FAILED:issuer_mismatch",
+        Reason::SanMismatch => "FAILED:san_mismatch",
+        Reason::SpiffeMismatch => "FAILED:spiffe_mismatch",
+        Reason::Expired => "FAILED:expired",
+        Reason::NotYetValid => "FAILED:not_yet_valid",
+        Reason::ExpiringSoon => "FAILED:expiring_soon",
+        Reason::Revoked => "FAILED:revoked",
     }
 }

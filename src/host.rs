@@ -49,7 +49,8 @@ pub trait Host {
     fn now(&self) -> i64;
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     fn plugin_config(&self) -> Result<Option<Vec<u8>>, HostError>;
-    fn response_headers(&self) -> Result<Vec<(String, String)>, HostError>;
+    /// Names of the response headers (values are not needed to strip by prefix).
+    fn response_header_names(&self) -> Result<Vec<String>, HostError>;
     fn request_header(&self, name: &str) -> Result<Option<String>, HostError>;
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
@@ -91,6 +92,31 @@ pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
             String::from_utf8_lossy(k).into_owned(),
             String::from_utf8_lossy(v).into_owned(),
         ));
+        p += klen + vlen + 2;
+    }
+    out
+}
+
+/// The keys of a proxy-wasm serialized map (see [`deserialize_map`]), without copying
+/// the values.
+pub fn deserialize_map_keys(bytes: &[u8]) -> Vec<String> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(count.min(256));
+    let mut p = 4usize.saturating_add(count.saturating_mul(8));
+    for n in 0..count {
+        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
+            break;
+        };
+        let Some(k) = bytes.get(p..p + klen) else {
+            break;
+        };
+        out.push(String::from_utf8_lossy(k).into_owned());
         p += klen + vlen + 2;
     }
     out
@@ -241,13 +267,13 @@ mod abi {
             take(code, data, size)
         }
 
-        fn response_headers(&self) -> Result<Vec<(String, String)>, HostError> {
+        fn response_header_names(&self) -> Result<Vec<String>, HostError> {
             let (mut data, mut size) = (null_mut(), 0usize);
             // SAFETY: as above.
             let code =
                 unsafe { proxy_get_header_map_pairs(RESPONSE_HEADERS, &mut data, &mut size) };
             Ok(take(code, data, size)?
-                .map(|b| super::deserialize_map(&b))
+                .map(|b| super::deserialize_map_keys(&b))
                 .unwrap_or_default())
         }
 
@@ -445,8 +471,13 @@ pub mod testing {
         fn plugin_config(&self) -> Result<Option<Vec<u8>>, HostError> {
             Ok(self.config.clone())
         }
-        fn response_headers(&self) -> Result<Vec<(String, String)>, HostError> {
-            Ok(self.response.borrow().clone())
+        fn response_header_names(&self) -> Result<Vec<String>, HostError> {
+            Ok(self
+                .response
+                .borrow()
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect())
         }
         fn request_header(&self, name: &str) -> Result<Option<String>, HostError> {
             Ok(self
@@ -535,6 +566,10 @@ mod tests {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect::<Vec<_>>(),
             pairs
+        );
+        assert_eq!(
+            deserialize_map_keys(&bytes),
+            vec!["content-type", "x-upstream-verify", ""]
         );
         assert!(deserialize_map(&[]).is_empty());
         assert!(deserialize_map(&[255, 255, 255, 255, 1]).is_empty());

@@ -229,7 +229,7 @@ fn plain_http_upstream_is_no_certificate_and_local_replies_are_ignored() {
         .with_property("upstream.address", b"127.0.0.1:8080");
     let (flow, checked) = run(&plain, &mut Worker::default());
     assert_eq!(
-        (flow, checked.unwrap().reasons[0].as_str()),
+        (flow, checked.unwrap().first_reason()),
         (Flow::Pause, "no_certificate")
     );
 
@@ -271,7 +271,7 @@ fn envoy_local_replies_after_an_upstream_reset_are_not_judged() {
         .with_property("response.code_details", b"via_upstream");
     let (flow, checked) = run(&plain, &mut Worker::default());
     assert_eq!(
-        (flow, checked.unwrap().reasons[0].as_str()),
+        (flow, checked.unwrap().first_reason()),
         (Flow::Pause, "no_certificate")
     );
 }
@@ -287,7 +287,7 @@ fn unparseable_certificate_is_a_reasoned_rejection() {
         .with_property("upstream.address", b"127.0.0.1:8443");
     let (flow, checked) = run(&host, &mut Worker::default());
     assert_eq!(
-        (flow, checked.unwrap().reasons[0].as_str()),
+        (flow, checked.unwrap().first_reason()),
         (Flow::Pause, "unparseable_certificate")
     );
 }
@@ -303,7 +303,7 @@ fn per_route_overrides_follow_the_envoy_route_name() {
         .with_property("xds.route_name", b"strict");
     let (flow, checked) = run(&strict, &mut Worker::default());
     assert_eq!(
-        (flow, checked.unwrap().route_label.as_str()),
+        (flow, checked.unwrap().route_label.as_ref()),
         (Flow::Pause, "strict")
     );
     let other = envoy(IMPOSTOR)
@@ -358,7 +358,7 @@ fn kong_without_certificate_source_warns_once_and_fails_closed() {
         let (flow, checked) =
             inst.on_response_headers(&host, &mut worker, &mut StreamState::default());
         assert_eq!(
-            (flow, checked.unwrap().reasons[0].as_str()),
+            (flow, checked.unwrap().first_reason()),
             (Flow::Pause, "no_certificate")
         );
     }
