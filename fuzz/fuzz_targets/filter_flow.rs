@@ -135,7 +135,7 @@ fn check(host: &FakeHost, prefix: &str, parsed: Option<&PeerCert>, checked: Opti
         }
     }
     let verify = ours("verify");
-    match checked.reasons.first() {
+    match checked.reasons.primary() {
         Some(r) => assert_eq!(verify, Some(format!("FAILED:{}", r.as_str()))),
         None => assert!(matches!(verify.as_deref(), Some("SUCCESS" | "NONE")), "{verify:?}"),
     }
