@@ -235,6 +235,13 @@ fn log_prefix() -> String {
     format!("{NAME} {VERSION}")
 }
 
+/// A per-request debug line, formatted only when the host keeps debug logs.
+fn debug<H: Host>(host: &H, message: impl FnOnce() -> String) {
+    if host.log_enabled(Level::Debug) {
+        host.log(Level::Debug, &format!("{}: {}", log_prefix(), message()));
+    }
+}
+
 /// Parses the plugin configuration; logs warnings and, on failure, the error with its
 /// JSON path. The host refuses the configuration when this returns `None`.
 pub fn configure<H: Host>(host: &H) -> Option<Instance> {
@@ -573,10 +580,7 @@ impl Instance {
             }
         }
         if let Seen::Unparseable(e) = &seen {
-            host.log(
-                Level::Debug,
-                &format!("{}: unparseable upstream certificate: {e}", log_prefix()),
-            );
+            debug(host, || format!("unparseable upstream certificate: {e}"));
         }
 
         // Shadow policy: evaluated on the same certificate, never changes the response.
@@ -594,15 +598,13 @@ impl Instance {
                         let _ = host.increment_metric(id, 1);
                     }
                 }
-                host.log(
-                    Level::Debug,
-                    &format!(
-                        "{}: route {label} shadow disagrees: live {}, shadow {}",
-                        log_prefix(),
+                debug(host, || {
+                    format!(
+                        "route {label} shadow disagrees: live {}, shadow {}",
                         verify_value(&verdict),
                         verify_value(&sv)
-                    ),
-                );
+                    )
+                });
             }
         }
 
@@ -695,16 +697,9 @@ impl Instance {
                 .cloned(),
         };
         if action != Action::Pass {
-            host.log(
-                Level::Debug,
-                &format!(
-                    "{}: route {} {}: {}",
-                    log_prefix(),
-                    policy.route_label,
-                    action.as_str(),
-                    verify
-                ),
-            );
+            debug(host, || {
+                format!("route {} {}: {verify}", policy.route_label, action.as_str())
+            });
         }
 
         // The host already answered with its own local reply: never send a second one.

@@ -64,6 +64,9 @@ pub trait Host {
     fn increment_metric(&self, id: u32, by: i64) -> Result<(), HostError>;
     fn record_metric(&self, id: u32, value: u64) -> Result<(), HostError>;
     fn log(&self, level: Level, message: &str);
+    /// Whether the host would keep a message at `level` (so that per-request debug
+    /// lines are not even formatted when debug logging is off).
+    fn log_enabled(&self, level: Level) -> bool;
 }
 
 /// Decodes a proxy-wasm serialized map: u32 count, count x (u32 key len, u32 value len),
@@ -157,6 +160,7 @@ mod abi {
     #[link(wasm_import_module = "env")]
     extern "C" {
         fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+        fn proxy_get_log_level(level: *mut u32) -> u32;
         fn proxy_get_current_time_nanoseconds(out: *mut u64) -> u32;
         fn proxy_get_property(
             path: *const u8,
@@ -356,6 +360,15 @@ mod abi {
             status(unsafe { proxy_record_metric(id, value) })
         }
 
+        fn log_enabled(&self, level: Level) -> bool {
+            let mut current = 0u32;
+            // SAFETY: valid out-pointer for the call.
+            match unsafe { proxy_get_log_level(&mut current) } {
+                OK => level as u32 >= current,
+                _ => true,
+            }
+        }
+
         fn log(&self, level: Level, message: &str) {
             // SAFETY: pointers valid for the call. A failing log call has nowhere to go.
             let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
@@ -544,6 +557,9 @@ pub mod testing {
         }
         fn log(&self, level: Level, message: &str) {
             self.logs.borrow_mut().push((level, message.to_string()));
+        }
+        fn log_enabled(&self, _level: Level) -> bool {
+            true
         }
     }
 }
