@@ -40,6 +40,23 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(c.subject_text, c.subject.render());
     assert_eq!(c.issuer_text, c.issuer.render());
+    // Operators paste the header value into `subject.dn`/`issuer.dn`: it must parse back
+    // to a name that matches the certificate's.
+    for (what, name, text) in [
+        ("subject", &c.subject, &c.subject_text),
+        ("issuer", &c.issuer, &c.issuer_text),
+    ] {
+        if name.rdns.is_empty() {
+            continue;
+        }
+        match dn::parse(text) {
+            Ok(back) => assert!(
+                back.matches(name),
+                "{what} {text:?} parses to a name that does not match: {back:?} vs {name:?}"
+            ),
+            Err(e) => panic!("{what} {text:?} does not parse: {e}"),
+        }
+    }
 
     // A SPIFFE ID is only reported when it is the single, well-formed spiffe:// URI.
     if let Some(id) = &c.spiffe_id {
