@@ -82,8 +82,7 @@ fn envoy_host(data: &[u8], parsed: Option<&PeerCert>) -> FakeHost {
     let mut h = FakeHost::new(AT)
         .with_config(&ENVOY_CONFIG)
         .with_property("upstream.peer_certificate", data)
-        .with_property("upstream.address", b"127.0.0.1:8443")
-        .with_request_header("x-request-id", "req-1");
+        .with_property("upstream.address", b"127.0.0.1:8443");
     // Envoy exposes the digest whenever it has a certificate; the filter keys its cache
     // on it.
     if let Some(c) = parsed {
@@ -137,7 +136,10 @@ fn check(host: &FakeHost, prefix: &str, parsed: Option<&PeerCert>, checked: Opti
     let verify = ours("verify");
     match checked.reasons.primary() {
         Some(r) => assert_eq!(verify, Some(format!("FAILED:{}", r.as_str()))),
-        None => assert!(matches!(verify.as_deref(), Some("SUCCESS" | "NONE")), "{verify:?}"),
+        None => assert!(
+            matches!(verify.as_deref(), Some("SUCCESS" | "NONE")),
+            "{verify:?}"
+        ),
     }
     assert_eq!(checked.action == Action::Pass, checked.reasons.is_empty());
     assert_eq!(ours("cert-subject"), parsed.map(|c| c.subject_text.clone()));
@@ -148,14 +150,21 @@ fn check(host: &FakeHost, prefix: &str, parsed: Option<&PeerCert>, checked: Opti
     assert_eq!(ours("spiffe-id"), spiffe);
 }
 
-/// Two requests through one worker: the second hits the certificate cache (or the
-/// quarantine the first rejection opened).
-fn drive(host: &FakeHost, prefix: &str, parsed: Option<&PeerCert>) {
-    let Some(mut instance) = configure(host) else {
+/// Requests through one worker: (request id, seconds after AT). Under
+/// `enforce_percent: 50`, `req-4` (bucket 30) is enforced and `req-1` (bucket 97) only
+/// reported; a rejection of the first quarantines the second, and the third comes after
+/// the 60 s window as the probe. The certificate cache serves every parse but the first.
+const STREAMS: [(&str, i64); 3] = [("req-4", 0), ("req-1", 1), ("req-6", 120)];
+
+fn drive(host: &mut FakeHost, prefix: &str, parsed: Option<&PeerCert>) {
+    let Some(mut instance) = configure(&*host) else {
         panic!("fixed config refused: {:?}", host.logs.borrow());
     };
     let mut worker = Worker::default();
-    for _ in 0..2 {
+    for (id, later) in STREAMS {
+        host.time = AT + later;
+        host.request_headers = vec![("x-request-id".into(), id.into())];
+        let host = &*host;
         let mut stream = StreamState::default();
         let flow = instance.on_request_headers(host, &mut worker, &mut stream);
         if flow == Flow::Pause {
@@ -171,14 +180,17 @@ fn drive(host: &FakeHost, prefix: &str, parsed: Option<&PeerCert>) {
         }
         // The next response starts from what the upstream sends.
         host.sent.replace(None);
-        host.response.replace(Vec::new());
-        let reset = spoofing(FakeHost::default(), prefix);
-        host.response.replace(reset.response.take());
+        let fresh = spoofing(FakeHost::default(), prefix);
+        host.response.replace(fresh.response.take());
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let parsed = cert::parse(data).ok();
-    drive(&envoy_host(data, parsed.as_ref()), "x-upstream-", parsed.as_ref());
-    drive(&kong_host(data), "x-mtls-", parsed.as_ref());
+    drive(
+        &mut envoy_host(data, parsed.as_ref()),
+        "x-upstream-",
+        parsed.as_ref(),
+    );
+    drive(&mut kong_host(data), "x-mtls-", parsed.as_ref());
 });
