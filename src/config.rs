@@ -222,7 +222,26 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.rule)
+        write!(f, "{}: {}", Printable(&self.path), Printable(&self.rule))
+    }
+}
+
+/// Writes text with control characters and bidirectional overrides escaped as `\u{..}`:
+/// paths and rules quote the user's keys and values, and they end up in the gateway's
+/// log, which must not be forgeable by a configuration.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+            if c.is_control() || bidi {
+                write!(f, "\\u{{{:x}}}", u32::from(c))?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -237,7 +256,7 @@ pub struct ConfigWarning {
 
 impl fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(f, "{}: {}", Printable(&self.path), Printable(&self.message))
     }
 }
 
@@ -1138,6 +1157,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn errors_never_carry_control_characters_into_logs() {
+        for json in [
+            "{\"routes\":{\"orders\\n2027-01-01 [critical] forged\":{\"mode\":\"bad\"}}}",
+            "{\"x\\u001b[31m\":1}",
+            "{\"subject\":{\"dn\":[\"CN=\\u202egnp.exe\"]},\"mode\":\"\\r\"}",
+        ] {
+            let e = parse(json.as_bytes(), NOW).unwrap_err().to_string();
+            assert!(
+                !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{json}: {e:?}"
+            );
+        }
+        let e = parse(b"{\"routes\":{\"a\\nb\":{\"mode\":\"x\"}}}", NOW).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "$.routes.a\\u{a}b.mode: must be \"enforce\" or \"report\", got \"x\""
+        );
     }
 
     #[test]

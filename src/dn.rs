@@ -315,14 +315,34 @@ pub fn parse(input: &str) -> Result<Dn, DnError> {
 
 /// Turns a DER-encoded value into text when it is a string type we can decode.
 fn der_to_value(der: &[u8]) -> AttrValue {
-    if let (Some(&tag), Some(&len)) = (der.first(), der.get(1)) {
-        if len < 0x80 && der.len() == 2 + usize::from(len) {
-            if let Some(text) = der.get(2..).and_then(|d| decode_string(u32::from(tag), d)) {
-                return AttrValue::Text(text);
-            }
-        }
+    match der_string(der) {
+        Some(text) => AttrValue::Text(text),
+        None => AttrValue::Der(der.to_vec()),
     }
-    AttrValue::Der(der.to_vec())
+}
+
+/// Decodes a complete DER TLV of a directory string type (short or long definite length)
+/// into text; `None` for anything else.
+fn der_string(der: &[u8]) -> Option<String> {
+    let tag = *der.first()?;
+    let first = *der.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for &b in der.get(2..2 + n)? {
+            len = len << 8 | usize::from(b);
+        }
+        (len, 2 + n)
+    };
+    if der.len() != header.checked_add(len)? {
+        return None;
+    }
+    decode_string(u32::from(tag), der.get(header..)?)
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
@@ -437,12 +457,15 @@ fn attr_equal(a: &Attr, b: &Attr) -> bool {
 }
 
 /// Compares two values with caseIgnoreMatch-like semantics (RFC 4518, simplified:
-/// insignificant spaces removed, case folded).
+/// insignificant spaces removed, case folded). A DER value of a string type (how a
+/// certificate's attribute of an unnamed type is kept) compares as its text.
 pub fn value_equal(a: &AttrValue, b: &AttrValue) -> bool {
     match (a, b) {
         (AttrValue::Text(x), AttrValue::Text(y)) => fold(x) == fold(y),
         (AttrValue::Der(x), AttrValue::Der(y)) => x == y,
-        _ => false,
+        (AttrValue::Text(t), AttrValue::Der(d)) | (AttrValue::Der(d), AttrValue::Text(t)) => {
+            der_string(d).is_some_and(|s| fold(&s) == fold(t))
+        }
     }
 }
 
@@ -534,6 +557,26 @@ mod tests {
             assert_eq!(dn.render(), rendered, "{input}");
             assert_eq!(parse(&dn.render()).unwrap(), dn, "re-parse of {input}");
         }
+    }
+
+    #[test]
+    fn long_values_of_unnamed_types_survive_render_and_parse() {
+        let long = "a".repeat(300);
+        let dn = parse(&format!("1.2.3.4={long}")).unwrap();
+        let rendered = dn.render();
+        assert!(rendered.starts_with("1.2.3.4=#0C82012C"), "{rendered}");
+        assert_eq!(parse(&rendered).unwrap(), dn);
+        // A certificate keeps such a value as DER; it still matches the text form.
+        let mut der = vec![0x0c, 0x82, 0x01, 0x2c];
+        der.extend_from_slice(long.as_bytes());
+        let from_cert = Dn {
+            rdns: vec![Rdn(vec![Attr {
+                oid: "1.2.3.4".into(),
+                value: AttrValue::Der(der),
+            }])],
+        };
+        assert!(from_cert.matches(&dn) && dn.matches(&from_cert));
+        assert!(from_cert.matches(&parse(&from_cert.render()).unwrap()));
     }
 
     #[test]

@@ -460,3 +460,22 @@ fn truncated_and_trailing_garbage_are_reasoned() {
         "FAILED:unparseable_certificate"
     );
 }
+
+#[test]
+fn stamped_names_parse_back_to_the_certificate_names_even_for_unnamed_types() {
+    for pem in [
+        include_bytes!("../fuzz/regressions/cert_parse/subject-with-unnamed-attribute-type.pem")
+            .as_slice(),
+        include_bytes!("fixtures/escaped.pem").as_slice(),
+        include_bytes!("fixtures/utf8.pem").as_slice(),
+    ] {
+        let c = cert::parse(pem).unwrap();
+        for (text, name) in [(&c.subject_text, &c.subject), (&c.issuer_text, &c.issuer)] {
+            let back = mtls_guard::dn::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(
+                back.matches(name),
+                "{text} does not match the certificate's name"
+            );
+        }
+    }
+}
