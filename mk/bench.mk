@@ -2,7 +2,7 @@
 # without it, a no-op Wasm filter and Envoy's own checks; writes BENCHMARKS.md. Not part of
 # `make test`. Every setting below can be given on the command line, e.g.
 #   make bench BENCH_DURATION=5 BENCH_ROUNDS=3
-# One run takes about 6 minutes on 2 CPUs (plus the builds on a fresh machine).
+# One run takes about 7 minutes on 2 CPUs (plus the builds on a fresh machine).
 
 .PHONY: bench bench-setup bench-wasm bench-micro bench-hotpath bench-envoy
 
@@ -22,7 +22,7 @@ BENCH_CONNECTIONS ?= 16
 BENCH_WRK_THREADS ?= 1
 BENCH_CERTS ?= 1000
 BENCH_ROTATION_CACHE ?= 1024
-# Only these variants (comma-separated ids: 1,2,3,4,5,6,6b,6r); empty: all.
+# Only these variants (comma-separated ids: 1,2,3,4,4h,4p,5,6,6b,6r); empty: all.
 BENCH_VARIANTS ?=
 # Extra arguments for criterion, e.g. `--measurement-time 5`.
 BENCH_MICRO_ARGS ?=

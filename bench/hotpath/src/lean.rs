@@ -1,12 +1,14 @@
 //! A lean [`Host`] for timing the filter's own work: it answers like Envoy does on the
-//! hit path (fresh buffers for every property and for the header map, as the proxy-wasm
-//! ABI hands them over) and records nothing, so the measured cost is the filter's.
+//! hit path (a fresh buffer for every property and for the serialized header map, as the
+//! proxy-wasm ABI hands them over, decoded by the filter's own decoder) and records
+//! nothing, so the measured cost is the filter's. Logging as Envoy at its default level:
+//! info and above kept.
 //! Shared by `bench/hotpath` (native and wasm32-wasip1) and the criterion benches
 //! (`benches/micro.rs` includes this file by path).
 
 use std::cell::{Cell, RefCell};
 
-use mtls_guard::host::{Host, HostError, Level};
+use mtls_guard::host::{deserialize_map_keys, serialize_map, Host, HostError, Level};
 use mtls_guard::metrics::Kind;
 
 /// Response headers as Envoy hands them to the filter for a small upstream reply.
@@ -26,6 +28,8 @@ pub struct LeanHost {
     /// `upstream.sha256_peer_certificate_digest`: 64 lowercase hex characters.
     pub digest: RefCell<Vec<u8>>,
     pub route: Vec<u8>,
+    /// The response header map as `proxy_get_header_map_pairs` serializes it.
+    header_map: Vec<u8>,
     /// Header writes seen (set + remove), to check that the filter really stamped.
     pub header_writes: Cell<u64>,
     next_metric: Cell<u32>,
@@ -39,6 +43,7 @@ impl LeanHost {
             pem: pem.to_vec(),
             digest: RefCell::new(digest_hex.as_bytes().to_vec()),
             route: b"bench".to_vec(),
+            header_map: serialize_map(RESPONSE_HEADERS),
             header_writes: Cell::new(0),
             next_metric: Cell::new(0),
         }
@@ -71,11 +76,9 @@ impl Host for LeanHost {
         Ok(Some(self.config.clone()))
     }
 
-    fn response_headers(&self) -> Result<Vec<(String, String)>, HostError> {
-        Ok(RESPONSE_HEADERS
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect())
+    fn response_header_names(&self) -> Result<Vec<String>, HostError> {
+        // The host copies the whole map into guest memory; the filter decodes the names.
+        Ok(deserialize_map_keys(&self.header_map.clone()))
     }
 
     fn request_header(&self, _name: &str) -> Result<Option<String>, HostError> {
@@ -116,6 +119,10 @@ impl Host for LeanHost {
     }
 
     fn log(&self, _level: Level, _message: &str) {}
+
+    fn log_enabled(&self, level: Level) -> bool {
+        level >= Level::Info
+    }
 }
 
 /// The full policy of `make bench` variant 4 (pins, subject DN, SPIFFE, validity,
