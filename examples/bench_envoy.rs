@@ -778,7 +778,7 @@ fn wasm_opt_size(wasm: &Path, out: &Path) -> Option<u64> {
 // Report
 
 struct Measured {
-    id: &'static str,
+    id: String,
     title: String,
     runs: Vec<Run>,
     rss_before_kib: Option<u64>,
@@ -850,6 +850,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Context {
     date: String,
     commit: String,
@@ -902,61 +903,73 @@ fn report(s: &Settings, ctx: &Context, m: &[Measured]) -> String {
     let _ = writeln!(r);
 
     let ratio = |a: &str, b: &str| -> Option<f64> { Some(by(a)?.rps() / by(b)?.rps()) };
-    let _ = writeln!(r, "| ratio (req/s) | value | target |");
-    let _ = writeln!(r, "|---|---:|---|");
+    // The same ratio within each round (the two ran minutes apart at most), then the
+    // median over rounds: steadier than the ratio of medians when the load of the
+    // machine drifts.
+    let paired = |a: &str, b: &str| -> String {
+        match (by(a), by(b)) {
+            (Some(x), Some(y)) => {
+                let per: Vec<f64> = x
+                    .runs
+                    .iter()
+                    .zip(&y.runs)
+                    .map(|(p, q)| p.rps / q.rps)
+                    .collect();
+                let shown: Vec<String> = per.iter().map(|v| format!("{v:.2}")).collect();
+                format!("{:.3} ({})", median(per), shown.join(" / "))
+            }
+            _ => "?".into(),
+        }
+    };
+    let _ = writeln!(
+        r,
+        "| ratio (req/s) | ratio of medians | per round: median (rounds) | target |"
+    );
+    let _ = writeln!(r, "|---|---:|---:|---|");
     let mut targets: Vec<(String, Option<bool>)> = Vec::new();
-    if let Some(x) = ratio("4", "2") {
-        let _ = writeln!(r, "| 4/2 (filter / no-op filter) | {x:.3} | ≥ 0.95 |");
-        targets.push((
-            format!("variant 4 ≥ 0.95 × variant 2 req/s ({x:.3})"),
-            Some(x >= 0.95),
-        ));
+    let rotation_label = format!("6b/6r (rotation, cache {} / no filter)", s.rotation_cache);
+    let rows: [(&str, &str, &str, Option<f64>); 9] = [
+        ("4", "2", "4/2 (filter / no-op filter)", Some(0.95)),
+        ("4", "3", "4/3 (filter / Envoy native checks)", Some(0.85)),
+        ("5", "2", "5/2 (no cache / no-op filter)", None),
+        (
+            "4h",
+            "2",
+            "4h/2 (filter without the identity headers / no-op filter)",
+            None,
+        ),
+        (
+            "4p",
+            "2",
+            "4p/2 (filter, pins only, no headers / no-op filter)",
+            None,
+        ),
+        ("2", "1", "2/1 (no-op Wasm / no filter)", None),
+        ("3", "1", "3/1 (Envoy native checks / no filter)", None),
+        ("6", "6r", "6/6r (rotation, cache 256 / no filter)", None),
+        ("6b", "6r", &rotation_label, None),
+    ];
+    for (a, b, label, target) in rows {
+        let Some(x) = ratio(a, b) else { continue };
+        let want = target.map_or("—".into(), |t| format!("≥ {t}"));
+        let _ = writeln!(r, "| {label} | {x:.3} | {} | {want} |", paired(a, b));
+        if let Some(t) = target {
+            targets.push((
+                format!(
+                    "variant {a} ≥ {t} × variant {b} req/s (ratio of medians {x:.3}; per round {})",
+                    paired(a, b)
+                ),
+                Some(x >= t),
+            ));
+        }
     }
     if let (Some(a), Some(b)) = (by("4"), by("2")) {
         let d = a.p99() - b.p99();
-        let _ = writeln!(r, "| p99(4) − p99(2) | {d:.0} µs | ≤ 100 µs |");
+        let _ = writeln!(r, "| p99(4) − p99(2) | {d:+.0} µs | | ≤ 100 µs |");
         targets.push((
             format!("variant 4 p99 within 100 µs of variant 2 ({d:+.0} µs)"),
             Some(d <= 100.0),
         ));
-    }
-    if let Some(x) = ratio("4", "3") {
-        let _ = writeln!(
-            r,
-            "| 4/3 (filter / Envoy native checks) | {x:.3} | ≥ 0.85 |"
-        );
-        targets.push((
-            format!("variant 4 ≥ 0.85 × variant 3 req/s ({x:.3})"),
-            Some(x >= 0.85),
-        ));
-    }
-    if let Some(x) = ratio("4h", "2") {
-        let _ = writeln!(
-            r,
-            "| 4h/2 (filter without the identity headers / no-op filter) | {x:.3} | — |"
-        );
-    }
-    if let Some(x) = ratio("4p", "2") {
-        let _ = writeln!(
-            r,
-            "| 4p/2 (filter, pins only, no headers / no-op filter) | {x:.3} | — |"
-        );
-    }
-    if let Some(x) = ratio("5", "2") {
-        let _ = writeln!(r, "| 5/2 (no cache / no-op filter) | {x:.3} | — |");
-    }
-    if let Some(x) = ratio("2", "1") {
-        let _ = writeln!(r, "| 2/1 (no-op Wasm / no filter) | {x:.3} | — |");
-    }
-    if let Some(x) = ratio("6", "6r") {
-        let _ = writeln!(r, "| 6/6r (rotation, cache 256 / no filter) | {x:.3} | — |");
-    }
-    if let Some(x) = ratio("6b", "6r") {
-        let _ = writeln!(
-            r,
-            "| 6b/6r (rotation, cache {} / no filter) | {x:.3} | — |",
-            s.rotation_cache
-        );
     }
     let _ = writeln!(r);
 
@@ -1171,8 +1184,113 @@ fn write_report(path: &Path, section: &str) {
     std::fs::write(path, new).expect("write report");
 }
 
+fn context(s: &Settings) -> Context {
+    Context {
+        date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        commit: command_line(
+            "git",
+            &[
+                "-C",
+                &support::root().to_string_lossy(),
+                "describe",
+                "--always",
+                "--dirty",
+            ],
+        ),
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu: cpu_model(),
+        kernel: command_line("uname", &["-r"]),
+        memory: std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+            .map_or("? memory".into(), |k| {
+                format!("{:.0} GiB RAM", k / 1048576.0)
+            }),
+        envoy: command_line(&envoy_bin().to_string_lossy(), &["--version"])
+            .split_once("version:")
+            .map_or_else(|| "envoy ?".into(), |(_, v)| format!("Envoy {}", v.trim())),
+        wrk: command_line("wrk", &["-v"])
+            .split(" Copyright")
+            .next()
+            .unwrap_or("wrk")
+            .to_string(),
+        rustc: command_line("rustc", &["--version"]),
+        node: command_line("node", &["--version"]),
+        filter_size: file_size(&s.filter_wasm),
+        filter_opt_size: wasm_opt_size(&s.filter_wasm, &s.out),
+        noop_size: file_size(&s.noop_wasm),
+    }
+}
+
+/// `BENCH_FROM_JSON=<envoy.json>`: render the report of an earlier run again (with the
+/// current hot-path and criterion results) without measuring.
+fn render_saved(mut s: Settings, path: &Path) {
+    let raw = read_json(path).unwrap_or_else(|| panic!("cannot read {}", path.display()));
+    let st = &raw["settings"];
+    let num = |k: &str| st[k].as_u64();
+    s.duration = num("duration").unwrap_or(s.duration);
+    s.rounds = num("rounds").map_or(s.rounds, |v| v as usize);
+    s.warmup = num("warmup").unwrap_or(s.warmup);
+    s.connections = num("connections").map_or(s.connections, |v| v as u32);
+    s.wrk_threads = num("wrk_threads").map_or(s.wrk_threads, |v| v as u32);
+    s.certs = num("certs").map_or(s.certs, |v| v as usize);
+    s.rotation_cache = num("rotation_cache").map_or(s.rotation_cache, |v| v as usize);
+    if let Some(c) = st["command"].as_str() {
+        s.command = c.to_string();
+    }
+    let measured: Vec<Measured> = raw["variants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let series = |k: &str| -> Vec<f64> {
+                v[k].as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .collect()
+            };
+            let (rps, p50, p99) = (series("rps"), series("p50_us"), series("p99_us"));
+            let mut runs: Vec<Run> = (0..rps.len())
+                .map(|i| Run {
+                    rps: rps[i],
+                    p50_us: p50.get(i).copied().unwrap_or(f64::NAN),
+                    p99_us: p99.get(i).copied().unwrap_or(f64::NAN),
+                    errors: 0,
+                })
+                .collect();
+            if let Some(first) = runs.first_mut() {
+                first.errors = v["errors"].as_u64().unwrap_or(0);
+            }
+            Measured {
+                id: v["id"].as_str().unwrap_or("?").to_string(),
+                title: v["title"].as_str().unwrap_or("?").to_string(),
+                runs,
+                rss_before_kib: v["rss_before_kib"].as_u64(),
+                rss_after_kib: v["rss_after_kib"].as_u64(),
+            }
+        })
+        .collect();
+    let ctx: Context =
+        serde_json::from_value(raw["context"].clone()).unwrap_or_else(|_| context(&s));
+    let section = report(&s, &ctx, &measured);
+    println!("{section}");
+    if let Some(p) = &s.report {
+        write_report(p, &section);
+        eprintln!("bench: wrote {}", p.display());
+    }
+}
+
 fn main() {
     let s = Settings::from_env();
+    if let Some(saved) = std::env::var_os("BENCH_FROM_JSON").filter(|v| !v.is_empty()) {
+        render_saved(s, Path::new(&saved));
+        return;
+    }
     for (what, p) in [("filter", &s.filter_wasm), ("no-op filter", &s.noop_wasm)] {
         if !p.exists() {
             eprintln!(
@@ -1229,7 +1347,7 @@ fn main() {
         .iter()
         .zip(&gateways)
         .map(|(v, (d, _))| Measured {
-            id: v.id,
+            id: v.id.to_string(),
             title: v.title.clone(),
             runs: Vec::new(),
             rss_before_kib: envoy_pid(d).and_then(rss_kib),
@@ -1269,51 +1387,14 @@ fn main() {
     }
     for (m, (d, gw)) in measured.iter_mut().zip(&gateways) {
         m.rss_after_kib = envoy_pid(d).and_then(rss_kib);
-        gw.assert_no_wasm_failure_if_guard(m.id);
+        gw.assert_no_wasm_failure_if_guard(&m.id);
     }
 
-    let ctx = Context {
-        date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        commit: command_line(
-            "git",
-            &[
-                "-C",
-                &support::root().to_string_lossy(),
-                "describe",
-                "--always",
-                "--dirty",
-            ],
-        ),
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu: cpu_model(),
-        kernel: command_line("uname", &["-r"]),
-        memory: std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-            .map_or("? memory".into(), |k| {
-                format!("{:.0} GiB RAM", k / 1048576.0)
-            }),
-        envoy: command_line(&envoy_bin().to_string_lossy(), &["--version"])
-            .split_once("version:")
-            .map_or_else(|| "envoy ?".into(), |(_, v)| format!("Envoy {}", v.trim())),
-        wrk: command_line("wrk", &["-v"])
-            .split(" Copyright")
-            .next()
-            .unwrap_or("wrk")
-            .to_string(),
-        rustc: command_line("rustc", &["--version"]),
-        node: command_line("node", &["--version"]),
-        filter_size: file_size(&s.filter_wasm),
-        filter_opt_size: wasm_opt_size(&s.filter_wasm, &s.out),
-        noop_size: file_size(&s.noop_wasm),
-    };
+    let ctx = context(&s);
     let section = report(&s, &ctx, &measured);
     let raw = json!({
-        "settings": {"duration": s.duration, "rounds": s.rounds, "warmup": s.warmup, "connections": s.connections, "wrk_threads": s.wrk_threads, "certs": s.certs},
+        "settings": {"duration": s.duration, "rounds": s.rounds, "warmup": s.warmup, "connections": s.connections, "wrk_threads": s.wrk_threads, "certs": s.certs, "rotation_cache": s.rotation_cache, "command": s.command},
+        "context": ctx,
         "variants": measured.iter().map(|m| json!({
             "id": m.id, "title": m.title,
             "rps": m.runs.iter().map(|r| r.rps).collect::<Vec<_>>(),

@@ -4,7 +4,7 @@
 #   make bench BENCH_DURATION=5 BENCH_ROUNDS=3
 # One run takes about 7 minutes on 2 CPUs (plus the builds on a fresh machine).
 
-.PHONY: bench bench-setup bench-wasm bench-micro bench-hotpath bench-envoy
+.PHONY: bench bench-setup bench-wasm bench-micro bench-hotpath bench-envoy bench-report
 
 # Where the bench builds go: separate target directories, so that the bench builds never
 # overwrite the artifacts of `make build`/`make cli` (the crate is cdylib + rlib, whose
@@ -86,4 +86,14 @@ bench-envoy: bench-setup setup-envoy bench-wasm
 	BENCH_CERTS=$(BENCH_CERTS) BENCH_ROTATION_CACHE=$(BENCH_ROTATION_CACHE) \
 	BENCH_VARIANTS=$(BENCH_VARIANTS) BENCH_REPORT=$(BENCH_REPORT) \
 	BENCH_COMMAND="make bench BENCH_DURATION=$(BENCH_DURATION) BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_WARMUP=$(BENCH_WARMUP) BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) BENCH_CERTS=$(BENCH_CERTS)" \
+	  $(CARGO) run --quiet --example bench_envoy
+
+# The report again from the last run's numbers (no measuring), e.g. after a change to the
+# report or a new micro-benchmark run.
+bench-report:
+	$(CARGO) build --example bench_envoy
+	BENCH_FROM_JSON=$(BENCH_OUT)/envoy.json BENCH_OUT=$(BENCH_OUT) \
+	BENCH_HOTPATH_NATIVE=$(BENCH_OUT)/hotpath-native.json \
+	BENCH_HOTPATH_WASM=$(BENCH_OUT)/hotpath-wasm.json \
+	BENCH_CRITERION_DIR=$(BENCH_TARGET_DIR)/micro/criterion BENCH_REPORT=$(BENCH_REPORT) \
 	  $(CARGO) run --quiet --example bench_envoy
