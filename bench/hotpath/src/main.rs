@@ -156,6 +156,14 @@ fn main() {
         }),
     );
 
+    let (eval_allocs, _) = allocations(1000, || {
+        black_box(evaluate(
+            black_box(&cfg.default),
+            Presented::Cert(black_box(&facts)),
+            AT,
+        ));
+    });
+
     // DN normalisation: parse an RFC 4514 string, render it canonically, compare.
     let configured = dn::parse("cn = orders ,  o=Example Corp,C=us").expect("dn");
     put(
@@ -222,6 +230,7 @@ fn main() {
         "target": target,
         "ns_per_op": Value::Object(ns),
         "cache_hit_allocations_per_response": hit_allocs,
+        "evaluate_allocations_per_call": eval_allocs,
         "cache_hit_bytes_allocated_per_response": hit_bytes,
         "cache_off_allocations_per_response": miss_allocs,
         "cache_off_bytes_allocated_per_response": miss_bytes,
