@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::dn::{self, Attr, AttrValue, Dn, Rdn};
+use crate::dn::{self, Attr, AttrValue, Dn, NormDn, Rdn};
 
 /// Largest input accepted, in bytes (PEM or DER). A leaf with a few thousand SANs is
 /// about 40 KiB of PEM; anything larger is refused before decoding.
@@ -73,6 +73,9 @@ pub struct PeerCert {
     /// Subject/issuer in OpenSSL's `-nameopt RFC2253` form (printable ASCII).
     pub subject_text: String,
     pub issuer_text: String,
+    /// Subject/issuer in comparison form, computed once per certificate.
+    pub subject_norm: NormDn,
+    pub issuer_norm: NormDn,
     /// Serial as magnitude bytes (leading sign octets removed).
     pub serial: Vec<u8>,
     pub not_before: i64,
@@ -341,6 +344,8 @@ pub fn parse_der(der: &[u8]) -> Result<PeerCert, CertError> {
     Ok(PeerCert {
         subject_text: subject.render(),
         issuer_text: issuer.render(),
+        subject_norm: subject.normalized(),
+        issuer_norm: issuer.normalized(),
         subject,
         issuer,
         serial,

@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::dn::{self, Dn};
+use crate::dn::{self, NormDn};
 use crate::timefmt::parse_rfc3339;
 
 /// Default per-worker certificate cache size (entries); 0 disables the cache.
-pub const DEFAULT_CACHE_ENTRIES: usize = 256;
+pub const DEFAULT_CACHE_ENTRIES: usize = 1024;
 /// Upper bound for `cache_entries`.
 pub const MAX_CACHE_ENTRIES: usize = 65_536;
 /// Longest route label or pin id; keeps metric names far below Kong's 256-byte limit.
@@ -138,8 +138,8 @@ impl Pin {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnPolicy {
-    /// Any-of.
-    pub dn: Vec<Dn>,
+    /// Any-of, in comparison form.
+    pub dn: Vec<NormDn>,
     /// Each (OID, folded patterns): some value of that type must match one pattern.
     pub attributes: Vec<(String, Vec<String>)>,
 }
@@ -461,7 +461,7 @@ fn validate_dn_policy(raw: &RawDnPolicy, path: &str) -> Result<DnPolicy, ConfigE
                 path: format!("{path}.dn[{i}]"),
                 rule: e.to_string(),
             })?;
-            dns.push(parsed);
+            dns.push(parsed.normalized());
         }
     }
     let mut attributes = Vec::new();

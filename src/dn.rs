@@ -412,12 +412,70 @@ impl Dn {
 
     /// RFC 5280 section 7.1 style equality: same RDN sequence, each RDN the same set.
     pub fn matches(&self, other: &Dn) -> bool {
-        self.rdns.len() == other.rdns.len()
-            && self
+        self.normalized().matches(&other.normalized())
+    }
+
+    /// The comparison form, computed once (per configuration, per certificate) so that
+    /// matching on the request path folds nothing and allocates nothing.
+    pub fn normalized(&self) -> NormDn {
+        NormDn {
+            rdns: self
                 .rdns
                 .iter()
-                .zip(&other.rdns)
-                .all(|(a, b)| rdn_equal(a, b))
+                .map(|rdn| {
+                    rdn.0
+                        .iter()
+                        .map(|a| {
+                            let v = match &a.value {
+                                AttrValue::Text(t) => NormValue::Text(fold(t)),
+                                AttrValue::Der(d) => match der_string(d) {
+                                    Some(t) => NormValue::Text(fold(&t)),
+                                    None => NormValue::Der(d.clone()),
+                                },
+                            };
+                            (a.oid.clone(), v)
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A normalised value: folded text (see [`fold`]), or DER for non-string values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NormValue {
+    Text(String),
+    Der(Vec<u8>),
+}
+
+/// A DN in comparison form: RDNs of (OID, normalised value), in RFC 4514 order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NormDn {
+    pub rdns: Vec<Vec<(String, NormValue)>>,
+}
+
+impl NormDn {
+    /// Same RDN sequence, each RDN the same set of (type, value).
+    pub fn matches(&self, other: &NormDn) -> bool {
+        self.rdns.len() == other.rdns.len()
+            && self.rdns.iter().zip(&other.rdns).all(|(a, b)| {
+                a.len() == b.len()
+                    && a.iter().all(|x| b.contains(x))
+                    && b.iter().all(|y| a.contains(y))
+            })
+    }
+
+    /// The folded text values of the attribute type `oid`.
+    pub fn texts_of<'a>(&'a self, oid: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rdns
+            .iter()
+            .flatten()
+            .filter(move |(o, _)| o == oid)
+            .filter_map(|(_, v)| match v {
+                NormValue::Text(t) => Some(t.as_str()),
+                NormValue::Der(_) => None,
+            })
     }
 }
 
@@ -444,16 +502,6 @@ fn push_hex_der_of_text(out: &mut String, text: &str) {
     }
     der.extend_from_slice(text.as_bytes());
     push_hex(out, &der);
-}
-
-fn rdn_equal(a: &Rdn, b: &Rdn) -> bool {
-    a.0.len() == b.0.len()
-        && a.0.iter().all(|x| b.0.iter().any(|y| attr_equal(x, y)))
-        && b.0.iter().all(|y| a.0.iter().any(|x| attr_equal(x, y)))
-}
-
-fn attr_equal(a: &Attr, b: &Attr) -> bool {
-    a.oid == b.oid && value_equal(&a.value, &b.value)
 }
 
 /// Compares two values with caseIgnoreMatch-like semantics (RFC 4518, simplified:
@@ -487,6 +535,11 @@ pub fn fold(s: &str) -> String {
 pub fn glob_match(pattern_folded: &str, value: &str) -> bool {
     let v = fold(value);
     glob(pattern_folded.as_bytes(), v.as_bytes())
+}
+
+/// [`glob_match`] for a value that is already folded (no allocation).
+pub fn glob_folded(pattern_folded: &str, value_folded: &str) -> bool {
+    glob(pattern_folded.as_bytes(), value_folded.as_bytes())
 }
 
 fn glob(p: &[u8], v: &[u8]) -> bool {

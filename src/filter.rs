@@ -146,6 +146,8 @@ struct RouteState {
     checks: [Slot; metrics::CHECK_SLOTS],
     pins: Vec<Slot>,
     not_after: Slot,
+    /// Last value recorded in the not_after gauge, to write it only when it changes.
+    not_after_recorded: Option<i64>,
     no_source: Slot,
     /// [live passed, shadow passed]
     shadow_disagreements: [Slot; 2],
@@ -180,6 +182,7 @@ impl RouteState {
             checks: [Slot::Unset; metrics::CHECK_SLOTS],
             pins: vec![Slot::Unset; p.pins.len()],
             not_after: Slot::Unset,
+            not_after_recorded: None,
             no_source: Slot::Unset,
             shadow_disagreements: [Slot::Unset; 2],
             quarantine_rejections: Slot::Unset,
@@ -631,12 +634,17 @@ impl Instance {
             }
         }
         if let Seen::Cert(f) = &seen {
-            if let Some(id) =
-                Self::metric_id(host, worker, &mut state.not_after, Kind::Gauge, || {
-                    metrics::cert_not_after(label)
-                })
-            {
-                let _ = host.record_metric(id, u64::try_from(f.cert.not_after).unwrap_or(0));
+            if state.not_after_recorded != Some(f.cert.not_after) {
+                if let Some(id) =
+                    Self::metric_id(host, worker, &mut state.not_after, Kind::Gauge, || {
+                        metrics::cert_not_after(label)
+                    })
+                {
+                    let value = u64::try_from(f.cert.not_after).unwrap_or(0);
+                    if host.record_metric(id, value).is_ok() {
+                        state.not_after_recorded = Some(f.cert.not_after);
+                    }
+                }
             }
         }
 
@@ -653,40 +661,7 @@ impl Instance {
             }
         }
 
-        // Headers: drop every prefixed header the upstream sent, then stamp ours.
-        if let Ok(names) = host.response_header_names() {
-            let prefix = policy.header_prefix.as_str();
-            for name in names {
-                if name.len() >= prefix.len()
-                    && name
-                        .get(..prefix.len())
-                        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
-                {
-                    let _ = host.remove_response_header(&name);
-                }
-            }
-        }
         let verify = verify_value(&verdict);
-        if policy.stamp_headers {
-            if let Seen::Cert(f) = &seen {
-                let c = &f.cert;
-                let _ = host.set_response_header(&state.h_subject, &c.subject_text);
-                let _ = host.set_response_header(&state.h_issuer, &c.issuer_text);
-                let _ = host.set_response_header(&state.h_sha256, &f.sha256);
-                let _ = host.set_response_header(&state.h_spki, &f.spki);
-                let _ = host.set_response_header(&state.h_serial, &f.serial);
-                let _ = host.set_response_header(&state.h_not_after, &f.not_after);
-                if let Some(id) = c
-                    .spiffe_id
-                    .as_deref()
-                    .filter(|s| s.bytes().all(|b| (0x21..0x7f).contains(&b)))
-                {
-                    let _ = host.set_response_header(&state.h_spiffe, id);
-                }
-            }
-            let _ = host.set_response_header(&state.h_verify, verify);
-        }
-
         let checked = Checked {
             route_label: state.label.clone(),
             action,
@@ -704,36 +679,151 @@ impl Instance {
 
         // The host already answered with its own local reply: never send a second one.
         let host_replied = matches!(seen, Seen::HandshakeFailed);
-        if action == Action::Rejected && !host_replied {
-            let reason = primary.map_or("unknown", Reason::as_str);
-            let body = format!(
-                "{{\"message\":\"upstream certificate rejected\",\"reason\":\"{reason}\"}}"
-            );
+        let reject = action == Action::Rejected && !host_replied;
+        let envoy = worker.host == Some(HostKind::Envoy);
+        let cert = match &seen {
+            Seen::Cert(f) => Some(f.as_ref()),
+            _ => None,
+        };
+        // Envoy replaces the whole response with the local reply and its headers: no need
+        // to touch the upstream's headers first.
+        if reject && envoy && send_deny(host, worker, policy, state, primary, verify) {
+            return (Flow::Pause, Some(checked));
+        }
+        if envoy {
+            write_headers_batched(host, policy, state, cert, verify);
+        } else {
+            write_headers_one_by_one(host, policy, state, cert, verify);
+        }
+        if reject && !envoy {
             // ngx_wasm_module ignores the headers argument of a local response sent in the
             // response phase, so set them through the header calls as well.
             let _ = host.set_response_header("content-type", "application/json");
             let _ = host.set_response_header(&state.h_verify, verify);
-            let headers = [
-                ("content-type", "application/json"),
-                (state.h_verify.as_str(), verify),
-            ];
-            match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
-                Ok(()) => return (Flow::Pause, Some(checked)),
-                Err(e) => {
-                    if !worker.warned_send_failed {
-                        worker.warned_send_failed = true;
-                        host.log(
-                            Level::Error,
-                            &format!(
-                                "{}: cannot replace the upstream response ({e}); rejections are only marked; {COMPAT_DOC}",
-                                log_prefix()
-                            ),
-                        );
-                    }
-                }
+            if send_deny(host, worker, policy, state, primary, verify) {
+                return (Flow::Pause, Some(checked));
             }
         }
         (Flow::Continue, Some(checked))
+    }
+}
+
+/// Sends the deny reply; false (logged once per worker) when the host refuses it.
+fn send_deny<H: Host>(
+    host: &H,
+    worker: &mut Worker,
+    policy: &Policy,
+    state: &RouteState,
+    primary: Option<Reason>,
+    verify: &str,
+) -> bool {
+    let reason = primary.map_or("unknown", Reason::as_str);
+    let body = format!("{{\"message\":\"upstream certificate rejected\",\"reason\":\"{reason}\"}}");
+    let headers = [
+        ("content-type", "application/json"),
+        (state.h_verify.as_str(), verify),
+    ];
+    match host.send_response(u32::from(policy.deny_status), &headers, body.as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            if !worker.warned_send_failed {
+                worker.warned_send_failed = true;
+                host.log(
+                    Level::Error,
+                    &format!(
+                        "{}: cannot replace the upstream response ({e}); rejections are only marked; {COMPAT_DOC}",
+                        log_prefix()
+                    ),
+                );
+            }
+            false
+        }
+    }
+}
+
+fn has_prefix(name: &[u8], prefix: &[u8]) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+/// The identity headers to stamp, in order.
+fn stamps<'a>(
+    policy: &Policy,
+    state: &'a RouteState,
+    cert: Option<&'a CertFacts>,
+    verify: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut out = Vec::with_capacity(8);
+    if !policy.stamp_headers {
+        return out;
+    }
+    if let Some(f) = cert {
+        let c = &f.cert;
+        out.push((state.h_subject.as_str(), c.subject_text.as_str()));
+        out.push((state.h_issuer.as_str(), c.issuer_text.as_str()));
+        out.push((state.h_sha256.as_str(), f.sha256.as_str()));
+        out.push((state.h_spki.as_str(), f.spki.as_str()));
+        out.push((state.h_serial.as_str(), f.serial.as_str()));
+        out.push((state.h_not_after.as_str(), f.not_after.as_str()));
+        if let Some(id) = c
+            .spiffe_id
+            .as_deref()
+            .filter(|s| s.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        {
+            out.push((state.h_spiffe.as_str(), id));
+        }
+    }
+    out.push((state.h_verify.as_str(), verify));
+    out
+}
+
+/// Envoy: read the header map once, drop every prefixed header the upstream sent, add
+/// ours, and write the map back in one call (instead of a host call per header).
+fn write_headers_batched<H: Host>(
+    host: &H,
+    policy: &Policy,
+    state: &RouteState,
+    cert: Option<&CertFacts>,
+    verify: &str,
+) {
+    let Ok(current) = host.response_headers_raw() else {
+        return write_headers_one_by_one(host, policy, state, cert, verify);
+    };
+    let prefix = policy.header_prefix.as_bytes();
+    let ours = stamps(policy, state, cert, verify);
+    let spoofed = current.iter().any(|(k, _)| has_prefix(k, prefix));
+    if !spoofed && ours.is_empty() {
+        return;
+    }
+    let mut out: Vec<(&[u8], &[u8])> = Vec::with_capacity(current.len() + ours.len());
+    out.extend(
+        current
+            .iter()
+            .filter(|(k, _)| !has_prefix(k, prefix))
+            .map(|(k, v)| (k.as_slice(), v.as_slice())),
+    );
+    out.extend(ours.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+    if host.set_response_headers_raw(&out).is_err() {
+        write_headers_one_by_one(host, policy, state, cert, verify);
+    }
+}
+
+/// Other hosts: remove each prefixed header, then set each of ours.
+fn write_headers_one_by_one<H: Host>(
+    host: &H,
+    policy: &Policy,
+    state: &RouteState,
+    cert: Option<&CertFacts>,
+    verify: &str,
+) {
+    if let Ok(names) = host.response_header_names() {
+        let prefix = policy.header_prefix.as_bytes();
+        for name in names.iter().filter(|n| has_prefix(n.as_bytes(), prefix)) {
+            let _ = host.remove_response_header(name);
+        }
+    }
+    for (k, v) in stamps(policy, state, cert, verify) {
+        let _ = host.set_response_header(k, v);
     }
 }
 

@@ -51,6 +51,10 @@ pub trait Host {
     fn plugin_config(&self) -> Result<Option<Vec<u8>>, HostError>;
     /// Names of the response headers (values are not needed to strip by prefix).
     fn response_header_names(&self) -> Result<Vec<String>, HostError>;
+    /// All response headers, as raw bytes (values may carry obs-text).
+    fn response_headers_raw(&self) -> Result<RawHeaders, HostError>;
+    /// Replaces every response header with `pairs`, in one call.
+    fn set_response_headers_raw(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), HostError>;
     fn request_header(&self, name: &str) -> Result<Option<String>, HostError>;
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
@@ -96,6 +100,57 @@ pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
             String::from_utf8_lossy(v).into_owned(),
         ));
         p += klen + vlen + 2;
+    }
+    out
+}
+
+/// Header name/value pairs as raw bytes.
+pub type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Decodes a proxy-wasm serialized map keeping the bytes as they are.
+pub fn deserialize_map_raw(bytes: &[u8]) -> RawHeaders {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(count.min(256));
+    let mut p = 4usize.saturating_add(count.saturating_mul(8));
+    for n in 0..count {
+        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
+            break;
+        };
+        let (Some(k), Some(v)) = (
+            bytes.get(p..p + klen),
+            bytes.get(p + klen + 1..p + klen + 1 + vlen),
+        ) else {
+            break;
+        };
+        out.push((k.to_vec(), v.to_vec()));
+        p += klen + vlen + 2;
+    }
+    out
+}
+
+/// Encodes raw pairs in the proxy-wasm map format.
+pub fn serialize_map_raw(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 10 + k.len() + v.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
     }
     out
 }
@@ -176,6 +231,7 @@ mod abi {
             out_size: *mut usize,
         ) -> u32;
         fn proxy_get_header_map_pairs(map: u32, out: *mut *mut u8, out_size: *mut usize) -> u32;
+        fn proxy_set_header_map_pairs(map: u32, data: *const u8, size: usize) -> u32;
         fn proxy_get_header_map_value(
             map: u32,
             key: *const u8,
@@ -279,6 +335,22 @@ mod abi {
             Ok(take(code, data, size)?
                 .map(|b| super::deserialize_map_keys(&b))
                 .unwrap_or_default())
+        }
+
+        fn response_headers_raw(&self) -> Result<super::RawHeaders, HostError> {
+            let (mut data, mut size) = (null_mut(), 0usize);
+            // SAFETY: as above.
+            let code =
+                unsafe { proxy_get_header_map_pairs(RESPONSE_HEADERS, &mut data, &mut size) };
+            Ok(take(code, data, size)?
+                .map(|b| super::deserialize_map_raw(&b))
+                .unwrap_or_default())
+        }
+
+        fn set_response_headers_raw(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), HostError> {
+            let map = super::serialize_map_raw(pairs);
+            // SAFETY: pointers valid for the call.
+            status(unsafe { proxy_set_header_map_pairs(RESPONSE_HEADERS, map.as_ptr(), map.len()) })
         }
 
         fn request_header(&self, name: &str) -> Result<Option<String>, HostError> {
@@ -491,6 +563,26 @@ pub mod testing {
                 .iter()
                 .map(|(k, _)| k.clone())
                 .collect())
+        }
+        fn response_headers_raw(&self) -> Result<super::RawHeaders, HostError> {
+            Ok(self
+                .response
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
+                .collect())
+        }
+        fn set_response_headers_raw(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), HostError> {
+            *self.response.borrow_mut() = pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect();
+            Ok(())
         }
         fn request_header(&self, name: &str) -> Result<Option<String>, HostError> {
             Ok(self

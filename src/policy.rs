@@ -2,7 +2,7 @@
 
 use crate::cert::{spiffe_parts, PeerCert};
 use crate::config::{DnPolicy, Mode, PinKind, Policy, SanPolicy, SpiffePolicy};
-use crate::dn::{self, AttrValue, Dn};
+use crate::dn::{self, NormDn};
 
 /// Why a certificate failed. The declaration order is the stable order in which reasons
 /// are reported everywhere (metrics, headers, logs, deny body).
@@ -217,12 +217,12 @@ pub fn evaluate(policy: &Policy, presented: Presented<'_>, now: i64) -> Verdict 
     }
 
     if let Some(p) = &policy.subject {
-        if !dn_policy_holds(p, &cert.subject) {
+        if !dn_policy_holds(p, &cert.subject_norm) {
             v.reasons.insert(Reason::SubjectMismatch);
         }
     }
     if let Some(p) = &policy.issuer {
-        if !dn_policy_holds(p, &cert.issuer) {
+        if !dn_policy_holds(p, &cert.issuer_norm) {
             v.reasons.insert(Reason::IssuerMismatch);
         }
     }
@@ -254,13 +254,11 @@ pub fn evaluate(policy: &Policy, presented: Presented<'_>, now: i64) -> Verdict 
     v
 }
 
-fn dn_policy_holds(p: &DnPolicy, name: &Dn) -> bool {
+fn dn_policy_holds(p: &DnPolicy, name: &NormDn) -> bool {
     let dn_ok = p.dn.is_empty() || p.dn.iter().any(|d| d.matches(name));
     let attrs_ok = p.attributes.iter().all(|(oid, patterns)| {
-        name.values_of(oid).any(|v| match v {
-            AttrValue::Text(t) => patterns.iter().any(|pat| dn::glob_match(pat, t)),
-            AttrValue::Der(_) => false,
-        })
+        name.texts_of(oid)
+            .any(|v| patterns.iter().any(|pat| dn::glob_folded(pat, v)))
     });
     dn_ok && attrs_ok
 }
@@ -326,6 +324,8 @@ mod tests {
         PeerCert {
             subject_text: subject.render(),
             issuer_text: issuer.render(),
+            subject_norm: subject.normalized(),
+            issuer_norm: issuer.normalized(),
             subject,
             issuer,
             serial: vec![0x0c, 0xb9],

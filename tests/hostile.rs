@@ -198,6 +198,15 @@ fn through_filter(cert_pem: &[u8], config: &str) -> String {
             "log line {line:?}"
         );
     }
+    // A rejection is a local reply that carries the verify header; otherwise it is
+    // stamped on the upstream's response.
+    if let Some((_, headers, _)) = host.sent.borrow().as_ref() {
+        return headers
+            .iter()
+            .find(|(k, _)| k == "x-upstream-verify")
+            .map(|(_, v)| v.clone())
+            .expect("verify header");
+    }
     host.response_header("x-upstream-verify")
         .expect("verify header")
 }

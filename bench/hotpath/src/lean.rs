@@ -8,7 +8,10 @@
 
 use std::cell::{Cell, RefCell};
 
-use mtls_guard::host::{deserialize_map_keys, serialize_map, Host, HostError, Level};
+use mtls_guard::host::{
+    deserialize_map_keys, deserialize_map_raw, serialize_map, serialize_map_raw, Host, HostError,
+    Level, RawHeaders,
+};
 use mtls_guard::metrics::Kind;
 
 /// Response headers as Envoy hands them to the filter for a small upstream reply.
@@ -79,6 +82,19 @@ impl Host for LeanHost {
     fn response_header_names(&self) -> Result<Vec<String>, HostError> {
         // The host copies the whole map into guest memory; the filter decodes the names.
         Ok(deserialize_map_keys(&self.header_map.clone()))
+    }
+
+    fn response_headers_raw(&self) -> Result<RawHeaders, HostError> {
+        // As above, with the values: the batched path (Envoy) reads the map once.
+        Ok(deserialize_map_raw(&self.header_map.clone()))
+    }
+
+    fn set_response_headers_raw(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), HostError> {
+        // The filter serializes the new map; the host would copy it out.
+        std::hint::black_box(serialize_map_raw(pairs));
+        self.header_writes
+            .set(self.header_writes.get() + pairs.len() as u64);
+        Ok(())
     }
 
     fn request_header(&self, _name: &str) -> Result<Option<String>, HostError> {
