@@ -43,11 +43,11 @@ bench-setup:
 	@command -v node >/dev/null || { echo "Node.js is required for the Wasm hot path" >&2; exit 1; }
 	@rustup target add wasm32-wasip1 >/dev/null
 
-# The filter as `make build` builds it, and the no-op filter (its own Cargo project).
-bench-wasm: bench-setup
-	$(CARGO) build --release --target wasm32-wasip1 --lib
+# The filter as `make build` ships it (after wasm-opt), and the no-op filter (its own
+# Cargo project).
+bench-wasm: bench-setup build
 	@mkdir -p $(BENCH_OUT)
-	cp $(BENCH_MAIN_TARGET)/wasm32-wasip1/release/mtls_guard.wasm $(BENCH_OUT)/mtls_guard.wasm
+	cp $(WASM) $(BENCH_OUT)/mtls_guard.wasm
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR)/noop-filter $(CARGO) build --release \
 	  --target wasm32-wasip1 --manifest-path bench/noop-filter/Cargo.toml
 	cp $(BENCH_TARGET_DIR)/noop-filter/wasm32-wasip1/release/noop_filter.wasm $(BENCH_OUT)/noop_filter.wasm
