@@ -777,8 +777,8 @@ fn stamps<'a>(
     out
 }
 
-/// Envoy: read the header map once, drop every prefixed header the upstream sent, add
-/// ours, and write the map back in one call (instead of a host call per header).
+/// Envoy: read the header map once; when the upstream sent prefixed headers, drop them and
+/// write the map back with ours in one call, otherwise just append ours.
 fn write_headers_batched<H: Host>(
     host: &H,
     policy: &Policy,
@@ -793,6 +793,13 @@ fn write_headers_batched<H: Host>(
     let ours = stamps(policy, state, cert, verify);
     let spoofed = current.iter().any(|(k, _)| has_prefix(k, prefix));
     if !spoofed && ours.is_empty() {
+        return;
+    }
+    if !spoofed {
+        // The common case: nothing to remove, so append ours (Envoy's add does no lookup).
+        for (k, v) in &ours {
+            let _ = host.add_response_header(k, v);
+        }
         return;
     }
     let mut out: Vec<(&[u8], &[u8])> = Vec::with_capacity(current.len() + ours.len());

@@ -57,6 +57,8 @@ pub trait Host {
     fn set_response_headers_raw(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), HostError>;
     fn request_header(&self, name: &str) -> Result<Option<String>, HostError>;
     fn set_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Appends a response header (no lookup of an existing one).
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_response_header(&self, name: &str) -> Result<(), HostError>;
     fn send_response(
         &self,
@@ -247,6 +249,13 @@ mod abi {
             value_size: usize,
         ) -> u32;
         fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        fn proxy_add_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
         fn proxy_send_local_response(
             status: u32,
             details: *const u8,
@@ -372,6 +381,19 @@ mod abi {
             // SAFETY: pointers valid for the call.
             status(unsafe {
                 proxy_replace_header_map_value(
+                    RESPONSE_HEADERS,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                )
+            })
+        }
+
+        fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+            // SAFETY: pointers valid for the call.
+            status(unsafe {
+                proxy_add_header_map_value(
                     RESPONSE_HEADERS,
                     name.as_ptr(),
                     name.len(),
@@ -599,6 +621,12 @@ pub mod testing {
         }
         fn remove_response_header(&self, name: &str) -> Result<(), HostError> {
             self.response.borrow_mut().retain(|(k, _)| k != name);
+            Ok(())
+        }
+        fn add_response_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+            self.response
+                .borrow_mut()
+                .push((name.to_string(), value.to_string()));
             Ok(())
         }
         fn send_response(

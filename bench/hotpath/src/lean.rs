@@ -106,6 +106,11 @@ impl Host for LeanHost {
         Ok(())
     }
 
+    fn add_response_header(&self, _name: &str, _value: &str) -> Result<(), HostError> {
+        self.header_writes.set(self.header_writes.get() + 1);
+        Ok(())
+    }
+
     fn remove_response_header(&self, _name: &str) -> Result<(), HostError> {
         self.header_writes.set(self.header_writes.get() + 1);
         Ok(())
