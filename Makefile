@@ -88,7 +88,7 @@ setup-load:
 
 # The long soak: SOAK_SECONDS of load across a legitimate and a rejected route.
 soak: build setup-envoy setup-load
-	MTLS_GUARD_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --release --test soak -- --nocapture
+	MTLS_GUARD_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --test soak -- --nocapture
 
 test: setup fmt-check clippy test-native test-wasm build spec $(TEST_EXTRA)
 	@echo "all checks passed"
