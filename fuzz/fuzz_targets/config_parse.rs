@@ -36,7 +36,11 @@ fn check_bounds(p: &Policy) {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
     };
     assert!(prefix_ok(&p.header_prefix, 48), "{:?}", p.header_prefix);
-    assert!(prefix_ok(&p.request_id_header, 64), "{:?}", p.request_id_header);
+    assert!(
+        prefix_ok(&p.request_id_header, 64),
+        "{:?}",
+        p.request_id_header
+    );
     for pin in &p.pins {
         assert!(is_label(&pin.id), "{:?}", pin.id);
     }

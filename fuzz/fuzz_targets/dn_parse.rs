@@ -30,7 +30,14 @@ fuzz_target!(|data: &[u8]| {
         again, name,
         "{input:?} rendered as {rendered:?} parses to another name"
     );
-    assert!(again.matches(&name), "{input:?} does not match its own rendering");
-    assert_eq!(again.render(), rendered, "rendering of {input:?} is not stable");
+    assert!(
+        again.matches(&name),
+        "{input:?} does not match its own rendering"
+    );
+    assert_eq!(
+        again.render(),
+        rendered,
+        "rendering of {input:?} is not stable"
+    );
     assert_eq!(name.to_string(), rendered);
 });
