@@ -341,6 +341,21 @@ pub fn parse_der(der: &[u8]) -> Result<PeerCert, CertError> {
 
     let subject = name_to_dn(cert.subject());
     let issuer = name_to_dn(cert.issuer());
+    // x509-parser accepts an empty or malformed attribute type; such a name could not be
+    // rendered as a DN that parses back, so the certificate is refused with a reason.
+    for name in [&subject, &issuer] {
+        if let Some(a) = name
+            .rdns
+            .iter()
+            .flat_map(|r| r.0.iter())
+            .find(|a| !dn::is_dotted_oid(&a.oid))
+        {
+            return Err(CertError::Der(format!(
+                "attribute type `{}` is not a valid OID",
+                a.oid
+            )));
+        }
+    }
     Ok(PeerCert {
         subject_text: subject.render(),
         issuer_text: issuer.render(),

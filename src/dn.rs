@@ -69,7 +69,8 @@ pub fn resolve_type(name: &str) -> Option<String> {
     is_dotted_oid(dotted).then(|| dotted.to_string())
 }
 
-fn is_dotted_oid(s: &str) -> bool {
+/// A dotted OID with at least two arcs and no leading zeros (`2.5.4.3`).
+pub fn is_dotted_oid(s: &str) -> bool {
     let mut arcs = 0;
     for arc in s.split('.') {
         if arc.is_empty()

@@ -471,6 +471,19 @@ fn truncated_and_trailing_garbage_are_reasoned() {
 }
 
 #[test]
+fn attribute_types_that_are_not_oids_make_the_certificate_unparseable() {
+    let der = include_bytes!("../fuzz/regressions/cert_parse/subject-attribute-with-empty-oid.der");
+    match cert::parse(der) {
+        Err(CertError::Der(msg)) => assert!(msg.contains("not a valid OID"), "{msg}"),
+        other => panic!("expected a reasoned refusal, got {other:?}"),
+    }
+    assert_eq!(
+        through_filter(&pem(der), "{}"),
+        "FAILED:unparseable_certificate"
+    );
+}
+
+#[test]
 fn stamped_names_parse_back_to_the_certificate_names_even_for_unnamed_types() {
     for pem in [
         include_bytes!("../fuzz/regressions/cert_parse/subject-with-unnamed-attribute-type.pem")
