@@ -202,7 +202,7 @@ fn variants(s: &Settings) -> Vec<Variant> {
         },
         Variant {
             id: "6",
-            title: format!("mtls-guard, {n} certificates in rotation, cache 256 (default)"),
+            title: format!("mtls-guard, {n} certificates in rotation, cache 256"),
             filter: Filter::Guard {
                 cache_entries: 256,
                 stamp: true,
