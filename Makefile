@@ -95,4 +95,4 @@ test: setup fmt-check clippy test-native test-wasm build spec $(TEST_EXTRA)
 
 clean:
 	$(CARGO) clean
-	rm -rf $(DIST)
+	rm -rf $(DIST) fuzz/target fuzz/work spec/.work
