@@ -77,17 +77,7 @@ fn main() {
     );
     let clusters: Vec<Cluster> = ["orders", "impostor"]
         .iter()
-        .map(|n| Cluster {
-            name: n.to_string(),
-            port: upstreams.port(n),
-            tls: Some(ClusterTls {
-                client_cert: pki.cert("gateway"),
-                client_key: pki.key("gateway"),
-                trusted_ca: pki.cert("ca"),
-                allow_expired: false,
-                sni: "orders.internal".into(),
-            }),
-        })
+        .map(|n| pki.mtls_cluster(n, upstreams.port(n)))
         .collect();
 
     let config = json!({

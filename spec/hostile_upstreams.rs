@@ -36,17 +36,7 @@ fn pki(dir: &std::path::Path) -> Pki {
 }
 
 fn cluster(pki: &Pki, name: &str, port: u16) -> Cluster {
-    Cluster {
-        name: name.into(),
-        port,
-        tls: Some(ClusterTls {
-            client_cert: pki.cert("gateway"),
-            client_key: pki.key("gateway"),
-            trusted_ca: pki.cert("ca"),
-            allow_expired: false,
-            sni: "orders.internal".into(),
-        }),
-    }
+    pki.mtls_cluster(name, port)
 }
 
 fn policy(pki: &Pki) -> serde_json::Value {

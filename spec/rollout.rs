@@ -42,17 +42,7 @@ fn setup(name: &str) -> Setup {
 
 impl Setup {
     fn cluster(&self, name: &str, port: u16) -> Cluster {
-        Cluster {
-            name: name.into(),
-            port,
-            tls: Some(ClusterTls {
-                client_cert: self.pki.cert("gateway"),
-                client_key: self.pki.key("gateway"),
-                trusted_ca: self.pki.cert("ca"),
-                allow_expired: false,
-                sni: "orders.internal".into(),
-            }),
-        }
+        self.pki.mtls_cluster(name, port)
     }
 }
 

@@ -111,17 +111,7 @@ fn soak_gives_zero_wrong_verdicts_and_flat_memory() {
     );
     let clusters: Vec<Cluster> = ["good", "rogue"]
         .iter()
-        .map(|n| Cluster {
-            name: n.to_string(),
-            port: up.port(n),
-            tls: Some(ClusterTls {
-                client_cert: pki.cert("gateway"),
-                client_key: pki.key("gateway"),
-                trusted_ca: pki.cert("ca"),
-                allow_expired: false,
-                sni: "orders.internal".into(),
-            }),
-        })
+        .map(|n| pki.mtls_cluster(n, up.port(n)))
         .collect();
     let config = json!({
         "pins": [{"id": "current", "spki_sha256": pki.facts("good").spki_pin()}, {"id": "backup", "cert_sha256": "00".repeat(32)}],

@@ -75,65 +75,52 @@ pub trait Host {
     fn log_enabled(&self, level: Level) -> bool;
 }
 
-/// Decodes a proxy-wasm serialized map: u32 count, count x (u32 key len, u32 value len),
-/// then NUL-terminated keys and values. Malformed input yields what could be read.
-pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
-    };
-    let Some(count) = u32_at(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(count.min(256));
-    let mut p = 4usize.saturating_add(count.saturating_mul(8));
-    for n in 0..count {
-        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
-            break;
-        };
-        let (Some(k), Some(v)) = (
-            bytes.get(p..p + klen),
-            bytes.get(p + klen + 1..p + klen + 1 + vlen),
-        ) else {
-            break;
-        };
-        out.push((
-            String::from_utf8_lossy(k).into_owned(),
-            String::from_utf8_lossy(v).into_owned(),
-        ));
-        p += klen + vlen + 2;
-    }
-    out
-}
-
 /// Header name/value pairs as raw bytes.
 pub type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Decodes a proxy-wasm serialized map keeping the bytes as they are.
-pub fn deserialize_map_raw(bytes: &[u8]) -> RawHeaders {
-    let u32_at = |at: usize| -> Option<usize> {
+/// The entries of a proxy-wasm serialized map: u32 count, count x (u32 key len, u32 value
+/// len), then NUL-terminated keys and values. Malformed input yields what could be read.
+fn map_entries(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let u32_at = move |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
         Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
     };
-    let Some(count) = u32_at(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(count.min(256));
+    let count = u32_at(0).unwrap_or(0);
     let mut p = 4usize.saturating_add(count.saturating_mul(8));
-    for n in 0..count {
-        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
-            break;
-        };
-        let (Some(k), Some(v)) = (
-            bytes.get(p..p + klen),
-            bytes.get(p + klen + 1..p + klen + 1 + vlen),
-        ) else {
-            break;
-        };
-        out.push((k.to_vec(), v.to_vec()));
-        p += klen + vlen + 2;
-    }
-    out
+    (0..count).map_while(move |n| {
+        let (klen, vlen) = (u32_at(4 + n * 8)?, u32_at(8 + n * 8)?);
+        let k = bytes.get(p..p.checked_add(klen)?)?;
+        let v_start = p.checked_add(klen)?.checked_add(1)?;
+        let v = bytes.get(v_start..v_start.checked_add(vlen)?)?;
+        p = v_start + vlen + 1;
+        Some((k, v))
+    })
+}
+
+/// Decodes a proxy-wasm serialized map into text pairs (invalid UTF-8 replaced).
+pub fn deserialize_map(bytes: &[u8]) -> Vec<(String, String)> {
+    map_entries(bytes)
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Decodes a proxy-wasm serialized map keeping the bytes as they are.
+pub fn deserialize_map_raw(bytes: &[u8]) -> RawHeaders {
+    map_entries(bytes)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// The keys of a proxy-wasm serialized map, without copying the values.
+pub fn deserialize_map_keys(bytes: &[u8]) -> Vec<String> {
+    map_entries(bytes)
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect()
 }
 
 /// Encodes raw pairs in the proxy-wasm map format.
@@ -157,46 +144,13 @@ pub fn serialize_map_raw(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-/// The keys of a proxy-wasm serialized map (see [`deserialize_map`]), without copying
-/// the values.
-pub fn deserialize_map_keys(bytes: &[u8]) -> Vec<String> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let b = bytes.get(at..at + 4)?;
-        Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
-    };
-    let Some(count) = u32_at(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(count.min(256));
-    let mut p = 4usize.saturating_add(count.saturating_mul(8));
-    for n in 0..count {
-        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
-            break;
-        };
-        let Some(k) = bytes.get(p..p + klen) else {
-            break;
-        };
-        out.push(String::from_utf8_lossy(k).into_owned());
-        p += klen + vlen + 2;
-    }
-    out
-}
-
-/// Encodes a header list in the proxy-wasm map format (see [`deserialize_map`]).
+/// Encodes a text header list in the proxy-wasm map format.
 pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
+    let raw: Vec<(&[u8], &[u8])> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    serialize_map_raw(&raw)
 }
 
 #[cfg(target_os = "wasi")]

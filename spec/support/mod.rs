@@ -117,6 +117,22 @@ impl Pki {
     pub fn chain(&self, name: &str) -> PathBuf {
         self.dir.join(name).join("chain.pem")
     }
+    /// A cluster to 127.0.0.1:`port` over mutual TLS: the client certificate `gateway`,
+    /// trusting the CA `ca`, SNI `orders.internal`.
+    pub fn mtls_cluster(&self, name: &str, port: u16) -> Cluster {
+        Cluster {
+            name: name.into(),
+            port,
+            tls: Some(ClusterTls {
+                client_cert: self.cert("gateway"),
+                client_key: self.key("gateway"),
+                trusted_ca: self.cert("ca"),
+                allow_expired: false,
+                sni: "orders.internal".into(),
+            }),
+        }
+    }
+
     pub fn facts(&self, name: &str) -> mtls_guard::cert::PeerCert {
         mtls_guard::cert::parse(&std::fs::read(self.cert(name)).expect("cert")).expect("parses")
     }
