@@ -66,6 +66,10 @@ impl CertFacts {
 
 type Parsed = Result<Rc<CertFacts>, cert::CertError>;
 
+fn parse_facts(input: &[u8]) -> Parsed {
+    cert::parse(input).map(|c| Rc::new(CertFacts::new(c)))
+}
+
 /// Bounded per-worker cache of parsed certificates (FIFO eviction). Parse failures are
 /// cached too, so a broken certificate costs one parse, not one per response.
 #[derive(Default)]
@@ -77,31 +81,59 @@ pub struct CertCache {
 }
 
 impl CertCache {
-    fn get_or_parse(
-        &mut self,
-        key: CacheKey,
-        capacity: usize,
-        pem: impl FnOnce() -> Option<Vec<u8>>,
-    ) -> Option<Parsed> {
-        if let Some(hit) = self.map.get(&key) {
-            self.hits += 1;
-            return Some(hit.clone());
+    fn lookup(&mut self, key: &CacheKey) -> Option<Parsed> {
+        let hit = self.map.get(key).cloned();
+        match hit {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
         }
-        self.misses += 1;
-        let parsed: Parsed = cert::parse(&pem()?).map(|c| Rc::new(CertFacts::new(c)));
-        if capacity > 0 {
-            while self.order.len() >= capacity {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.map.remove(&old);
-                    }
-                    None => break,
+        hit
+    }
+
+    fn insert(&mut self, key: CacheKey, parsed: &Parsed, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        while self.order.len() >= capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
                 }
+                None => break,
             }
-            self.order.push_back(key.clone());
-            self.map.insert(key, parsed.clone());
         }
+        self.order.push_back(key.clone());
+        self.map.insert(key, parsed.clone());
+    }
+
+    /// Keyed by Envoy's digest: the PEM is fetched from the host only on a miss.
+    fn by_digest(
+        &mut self,
+        digest: [u8; 32],
+        capacity: usize,
+        fetch_pem: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Parsed> {
+        let key = CacheKey::Digest(digest);
+        if let Some(hit) = self.lookup(&key) {
+            return Some(hit);
+        }
+        let parsed = parse_facts(&fetch_pem()?);
+        self.insert(key, &parsed, capacity);
         Some(parsed)
+    }
+
+    /// Keyed by the PEM itself (no digest from the host): moved into the key, not copied.
+    fn by_pem(&mut self, pem: Vec<u8>, capacity: usize) -> Parsed {
+        let key = CacheKey::Pem(pem);
+        if let Some(hit) = self.lookup(&key) {
+            return hit;
+        }
+        let parsed = match &key {
+            CacheKey::Pem(bytes) => parse_facts(bytes),
+            CacheKey::Digest(_) => Err(cert::CertError::Empty),
+        };
+        self.insert(key, &parsed, capacity);
+        parsed
     }
 
     pub fn len(&self) -> usize {
@@ -358,17 +390,12 @@ fn read_presented<H: Host>(host: &H, worker: &mut Worker, capacity: usize) -> Se
             {
                 let fetched = worker
                     .cache
-                    .get_or_parse(CacheKey::Digest(key), capacity, || {
-                        non_empty(host.property(ENVOY_CERT))
-                    });
+                    .by_digest(key, capacity, || non_empty(host.property(ENVOY_CERT)));
                 if let Some(r) = fetched {
                     return parsed(r);
                 }
             } else if let Some(pem) = non_empty(host.property(ENVOY_CERT)) {
-                let key = CacheKey::Pem(pem.clone());
-                if let Some(r) = worker.cache.get_or_parse(key, capacity, || Some(pem)) {
-                    return parsed(r);
-                }
+                return parsed(worker.cache.by_pem(pem, capacity));
             }
             if non_empty(host.property(ENVOY_FAILURE)).is_some() {
                 return Seen::HandshakeFailed;
@@ -389,10 +416,7 @@ fn read_presented<H: Host>(host: &H, worker: &mut Worker, capacity: usize) -> Se
             let pem = non_empty(host.property(KONG_CERT))
                 .or_else(|| non_empty(host.property(ENVOY_CERT)));
             if let Some(pem) = pem {
-                let key = CacheKey::Pem(pem.clone());
-                if let Some(r) = worker.cache.get_or_parse(key, capacity, || Some(pem)) {
-                    return parsed(r);
-                }
+                return parsed(worker.cache.by_pem(pem, capacity));
             }
             match non_empty(host.property(KONG_SCHEME)).as_deref() {
                 Some(b"https") => Seen::SourceUnavailable,
